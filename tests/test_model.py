@@ -158,7 +158,7 @@ def test_tiny_model_overfits_a_fixed_batch():
     feats = torch.randn(4, 6, TINY.vlm_dim, generator=g)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
     losses = []
-    for _ in range(150):
+    for _ in range(60):
         loss = flow_loss(model, x0, feats, t=t, noise=noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -166,7 +166,7 @@ def test_tiny_model_overfits_a_fixed_batch():
         losses.append(loss.item())
     # zero-init output: first loss is exactly E|eps - x0|^2 ~ 2
     assert losses[0] == pytest.approx(velocity_target(x0, noise).pow(2).mean().item(), rel=1e-5)
-    assert losses[-1] < 0.25 * losses[0], (losses[0], losses[-1])
+    assert losses[-1] < 0.1 * losses[0], (losses[0], losses[-1])  # reaches ~0.013x on this seed
 
 
 # ----------------------------------------------------------------------------- precision
