@@ -371,12 +371,22 @@ def num_params(cfg: DiTConfig) -> int:
         return sum(p.numel() for p in DreamOmniDiT(cfg).parameters())
 
 
+def block_flops(cfg: DiTConfig, n_img: int, vlm_len: int, last: bool = False) -> int:
+    """Forward FLOPs of one JointBlock for one sample (see flops_breakdown)."""
+    D, hid, N, L = cfg.width, cfg.mlp_hidden, n_img, vlm_len
+    S = N + L
+    flops = 2 * D * (6 if last else 9) * D  # adaLN
+    flops += 2 * S * D * 3 * D + 2 * 2 * S * S * D + 2 * S * D * D  # qkv, QK^T and AV, out proj
+    flops += 2 * N * 2 * D * hid + (0 if last else 2 * L * 2 * D * hid)  # FFNs
+    return flops
+
+
 def flops_breakdown(cfg: DiTConfig, height: int, width: int, vlm_len: int) -> dict[str, int]:
     """Forward matmul/conv FLOPs (2 per multiply-add) for one sample.
 
     height, width: latent size (image / 8). Elementwise ops (norms, activations, RoPE) are
     left out, as torch.utils.flop_counter does. Training ~ 3x forward."""
-    D, C, hid, L = cfg.width, cfg.conv_channels, cfg.mlp_hidden, vlm_len
+    D, C, L = cfg.width, cfg.conv_channels, vlm_len
     px = height * width  # 1x positions
     N = px // 4  # tokens
     S = N + L
@@ -387,13 +397,7 @@ def flops_breakdown(cfg: DiTConfig, height: int, width: int, vlm_len: int) -> di
         + 2 * 2 * C * C * px  # merge 1x1
         + 2 * 9 * C * cfg.in_channels * px  # conv_out
     )
-    blocks = 0
-    for i in range(cfg.depth):
-        last = i == cfg.depth - 1
-        n_mod = 6 if last else 9
-        blocks += 2 * D * n_mod * D  # adaLN
-        blocks += 2 * S * D * 3 * D + 2 * 2 * S * S * D + 2 * S * D * D  # qkv, QK^T and AV, out proj
-        blocks += 2 * N * 2 * D * hid + (0 if last else 2 * L * 2 * D * hid)  # FFNs
+    blocks = sum(block_flops(cfg, N, L, last=i == cfg.depth - 1) for i in range(cfg.depth))
     skips = (cfg.depth // 2) * 2 * S * 2 * D * D
     tokens_2x = (
         2 * 4 * C * D * N  # down

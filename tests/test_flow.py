@@ -21,6 +21,15 @@ from model.flow import (  # noqa: E402
 TINY = PRESETS["tiny"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # tiny ops: on a busy 2-core box OpenMP barriers cost more than the second core gives
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_time_direction_t1_is_noise_and_target_is_dxdt():
     g = torch.Generator().manual_seed(0)
     x0, noise = torch.randn(3, 16, 4, 6, generator=g), torch.randn(3, 16, 4, 6, generator=g)

@@ -16,6 +16,15 @@ from model.flow import flow_loss, velocity_target  # noqa: E402
 TINY = PRESETS["tiny"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # tiny ops: on a busy 2-core box OpenMP barriers cost more than the second core gives
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def randomized(cfg: DiTConfig = TINY, seed: int = 0) -> DreamOmniDiT:
     """Tiny model with the zero-initialised tensors filled in, so every path shows in the output."""
     torch.manual_seed(seed)
