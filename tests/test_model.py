@@ -229,7 +229,7 @@ def test_preset_size_matches_name(name, target):
 def test_most_compute_runs_at_2x(name):
     for side in (256, 512, 1024):
         parts = flops_breakdown(PRESETS[name], side // 8, side // 8, vlm_len=256)
-        assert parts["tokens_2x"] / sum(parts.values()) > 0.9, (side, parts)
+        assert parts["tokens_2x"] / sum(parts.values()) > 0.95, (side, parts)
 
 
 def test_analytic_flops_match_torch_flop_counter():
