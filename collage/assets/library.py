@@ -1,0 +1,258 @@
+"""The asset library a worker draws from: sprites and backgrounds as ready pixels.
+
+Decoding thousands of PNGs per sample would cost more than composing the sample, so every sprite and
+photo is decoded once into a packed, memory-mapped cache (keyed by the manifest digest). All workers on
+a machine share its pages; drawing an asset is a slice of that map. Assets that fail to decode are
+skipped with a warning and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import multiprocessing
+import json
+import logging
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ..errors import UserError
+from .manifest import load_manifests, manifest_digest
+from .sources import MAX_SPRITE_PIXELS, resolve_path
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+SPRITE_KINDS = ("sticker", "cutout")
+
+
+@dataclass(frozen=True)
+class Sprite:
+    """An object to place: premultiplied RGBA (H, W, 4) uint8, trimmed to its alpha."""
+
+    id: str
+    name: str
+    kind: str
+    rgba: np.ndarray
+
+
+def default_cache_root() -> Path:
+    return Path(os.environ.get("COLLAGE_CACHE", Path.home() / ".cache" / "collage"))
+
+
+def _premultiply(rgba: np.ndarray) -> np.ndarray:
+    alpha = rgba[..., 3:4].astype(np.uint16)
+    out = rgba.copy()
+    out[..., :3] = ((rgba[..., :3].astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
+    return out
+
+
+def _trim_and_fit(rgba: np.ndarray, max_side: int) -> np.ndarray:
+    ys, xs = np.nonzero(rgba[..., 3] > 8)
+    if len(xs) == 0:
+        raise ValueError("fully transparent")
+    if np.count_nonzero(rgba[..., 3] >= 128) < 0.5 * len(xs):
+        raise ValueError("mostly translucent: not a solid object")
+    rgba = rgba[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+    scale = max_side / max(rgba.shape[:2])
+    if scale < 1:
+        size = (max(1, round(rgba.shape[1] * scale)), max(1, round(rgba.shape[0] * scale)))
+        rgba = cv2.resize(_premultiply(rgba), size, interpolation=cv2.INTER_AREA)
+    else:
+        rgba = _premultiply(rgba)
+    if min(rgba.shape[:2]) < 4:
+        raise ValueError("too thin")
+    return np.ascontiguousarray(rgba)
+
+
+def decode_sprite(row: dict, max_side: int) -> np.ndarray:
+    """Premultiplied RGBA of one sticker or cutout row (raises on a corrupt or missing asset)."""
+    extra = json.loads(row["extra"]) if row.get("extra") else {}
+    path = resolve_path(row)
+    if row["source"] == "deb:fonts-noto-color-emoji":
+        from .render_emoji import render_emoji
+
+        rgba = render_emoji(path, extra["text"])
+        if rgba is None:
+            raise ValueError("glyph not renderable")
+    else:
+        with Image.open(path) as im:
+            if im.size[0] * im.size[1] > MAX_SPRITE_PIXELS:
+                raise ValueError(f"{im.size[0]}x{im.size[1]} is too large for a sprite")
+            im.load()
+            image = im.convert("RGBA")
+        rgba = np.asarray(image)
+        if "polygons" in extra:  # a cutout from a segmentation annotation: the polygon is its alpha
+            mask = np.zeros(rgba.shape[:2], np.uint8)
+            for poly in extra["polygons"]:
+                pts = np.asarray(poly, np.float64).reshape(-1, 2)
+                cv2.fillPoly(mask, [np.round(pts * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
+            rgba = rgba.copy()
+            rgba[..., 3] = np.minimum(rgba[..., 3], mask)
+    return _trim_and_fit(rgba, max_side)
+
+
+def decode_background(row: dict, max_side: int) -> np.ndarray:
+    with Image.open(resolve_path(row)) as im:
+        im.load()
+        rgb = np.asarray(im.convert("RGB"))
+    scale = max_side / max(rgb.shape[:2])
+    if scale < 1:
+        rgb = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    if min(rgb.shape[:2]) < 64:
+        raise ValueError("background smaller than 64 px")
+    return np.ascontiguousarray(rgb)
+
+
+def _decode_row(row: dict, sprite_max_side: int, background_max_side: int) -> tuple[np.ndarray | None, str | None]:
+    try:
+        if row["kind"] in SPRITE_KINDS:
+            return decode_sprite(row, sprite_max_side), None
+        return decode_background(row, background_max_side), None
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:200]
+
+
+class PackedCache:
+    """One flat uint8 file plus an index {id: [offset, h, w, c]}; read through numpy.memmap."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.index = json.loads((directory / "index.json").read_text())
+        self.skipped: dict[str, str] = json.loads((directory / "skipped.json").read_text())
+        size = (directory / "pixels.bin").stat().st_size
+        self.blob = np.memmap(directory / "pixels.bin", dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+
+    def get(self, asset_id: str) -> np.ndarray:
+        offset, h, w, c = self.index[asset_id]
+        return self.blob[offset: offset + h * w * c].reshape(h, w, c)
+
+    @staticmethod
+    def build(directory: Path, rows: list[dict], sprite_max_side: int, background_max_side: int) -> None:
+        tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        index, skipped, offset = {}, {}, 0
+        todo = [r for r in rows if r["kind"] in SPRITE_KINDS or (r["kind"] == "background" and r["source"] != "procedural")]
+        decode = functools.partial(_decode_row, sprite_max_side=sprite_max_side, background_max_side=background_max_side)
+        # Decoding is the slow part (thousands of PNGs): spread it over the cores, keep manifest order.
+        with multiprocessing.get_context("spawn").Pool(max(1, min(os.cpu_count() or 1, 8))) as pool, \
+                open(tmp / "pixels.bin", "wb") as blob:
+            for row, (pixels, error) in zip(todo, pool.imap(decode, todo, chunksize=16)):
+                if error is not None:  # corrupt, missing or unsupported: skip and count, never fatal
+                    skipped[row["id"]] = error
+                    continue
+                blob.write(pixels.tobytes())
+                index[row["id"]] = [offset, *pixels.shape]
+                offset += pixels.nbytes
+            blob.flush()
+            os.fsync(blob.fileno())
+        (tmp / "index.json").write_text(json.dumps(index))
+        (tmp / "skipped.json").write_text(json.dumps(skipped, indent=1, sort_keys=True))
+        if directory.exists():  # another builder won the race: keep its copy
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+
+
+class AssetLibrary:
+    """Rows from the manifests, pixels from the packed cache; a plain object each worker builds once."""
+
+    def __init__(self, manifest_dir: str | Path | None = None, cache_root: str | Path | None = None,
+                 sprite_max_side: int = 192, background_max_side: int = 1024, warn: bool = True):
+        self.manifest_dir = manifest_dir
+        self.rows = load_manifests(manifest_dir)
+        self.digest = manifest_digest(self.rows)
+        self.by_id = {r["id"]: r for r in self.rows}
+        self.sprite_max_side = sprite_max_side
+        cache_root = Path(cache_root) if cache_root else default_cache_root()
+        self.cache_dir = cache_root / f"v{CACHE_VERSION}-{self.digest}-{sprite_max_side}-{background_max_side}"
+        self._ensure_cache(background_max_side)
+        self.cache = PackedCache(self.cache_dir)
+        self.skipped = dict(self.cache.skipped)
+        if self.skipped and warn:
+            first = next(iter(self.skipped.items()))
+            warnings.warn(f"{len(self.skipped)} asset(s) are unreadable or unusable and skipped (first: {first[0]}: {first[1]})",
+                          stacklevel=2)
+        ok = lambda r: r["id"] not in self.skipped  # noqa: E731
+        self.sprites = [r for r in self.rows if r["kind"] in SPRITE_KINDS and ok(r)]
+        self.stickers = [r for r in self.sprites if r["kind"] == "sticker"]
+        self.cutouts = [r for r in self.sprites if r["kind"] == "cutout"]
+        self.photos = [r for r in self.rows if r["kind"] == "background" and r["source"] != "procedural" and ok(r)]
+        self.procedurals = [r for r in self.rows if r["kind"] == "background" and r["source"] == "procedural"]
+        self.fonts = [r for r in self.rows if r["kind"] == "font" and ok(r)]
+        if not self.sprites:
+            raise UserError(f"no readable stickers or cutouts in the manifests ({manifest_dir or 'default'}): "
+                            "run `collage assets build` or import a folder with `collage assets import`")
+
+    def _ensure_cache(self, background_max_side: int) -> None:
+        if (self.cache_dir / "index.json").exists():
+            return
+        self.cache_dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.cache_dir.parent / f"{self.cache_dir.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one process per machine decodes; the others wait and share it
+            if not (self.cache_dir / "index.json").exists():
+                log.info("decoding %d assets into %s", len(self.rows), self.cache_dir)
+                PackedCache.build(self.cache_dir, self.rows, self.sprite_max_side, background_max_side)
+
+    # --- drawing ---------------------------------------------------------------------------------
+
+    def sprite(self, asset_id: str) -> Sprite:
+        row = self.by_id[asset_id]
+        return Sprite(asset_id, row["name"], row["kind"], self.cache.get(asset_id))
+
+    def random_sprite(self, rng: np.random.Generator, kinds: tuple[str, ...] = SPRITE_KINDS,
+                      exclude_names: set[str] | frozenset = frozenset()) -> Sprite:
+        pool = self.sprites if kinds == SPRITE_KINDS else [r for r in self.sprites if r["kind"] in kinds]
+        if not pool:
+            raise UserError(f"no assets of kind {kinds} in the manifests: import some with `collage assets import`")
+        for _ in range(64):
+            row = pool[int(rng.integers(len(pool)))]
+            if row["name"] not in exclude_names:
+                return self.sprite(row["id"])
+        return self.sprite(row["id"])
+
+    def background(self, rng: np.random.Generator, width: int, height: int) -> tuple[str, np.ndarray]:
+        """(asset id, RGB (height, width, 3) uint8): a jittered crop of a photo, or a procedural texture."""
+        from .procedural import procedural_background
+
+        if self.photos and rng.random() < 0.5:
+            row = self.photos[int(rng.integers(len(self.photos)))]
+            return row["id"], crop_photo(rng, self.cache.get(row["id"]), width, height)
+        row = self.procedurals[int(rng.integers(len(self.procedurals)))] if self.procedurals else None
+        recipe = json.loads(row["extra"])["recipe"] if row else "linear-gradient"
+        return (row["id"] if row else "procedural:linear-gradient"), procedural_background(rng, recipe, width, height)
+
+    def licenses(self) -> list[dict]:
+        """One entry per (source, licence, attribution) of the assets this library can draw."""
+        seen: dict[tuple, int] = {}
+        for r in self.rows:
+            if r["id"] not in self.skipped:
+                key = (r["source"], r["license"], r["attribution"])
+                seen[key] = seen.get(key, 0) + 1
+        return [dict(source=s, license=lic, attribution=a, assets=n) for (s, lic, a), n in sorted(seen.items())]
+
+
+def crop_photo(rng: np.random.Generator, photo: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A random crop of the photo with the canvas's aspect, resized, maybe mirrored, brightness-jittered."""
+    ph, pw = photo.shape[:2]
+    aspect = width / height
+    scale = rng.uniform(0.6, 1.0)
+    cw = min(pw, ph * aspect) * scale
+    ch = cw / aspect
+    x0 = rng.uniform(0, pw - cw)
+    y0 = rng.uniform(0, ph - ch)
+    # One affine warp does crop, resize and mirror together (cheaper than slicing + resize + flip).
+    sx, sy = cw / width, ch / height
+    flip = rng.random() < 0.5
+    m = np.array([[-sx if flip else sx, 0, (x0 + cw if flip else x0)], [0, sy, y0]], np.float64)
+    out = cv2.warpAffine(photo, m, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_REFLECT)
+    gain = rng.uniform(0.85, 1.15)
+    return cv2.convertScaleAbs(out, alpha=gain, beta=0) if abs(gain - 1) > 0.02 else out

