@@ -52,4 +52,4 @@ def get_task(name: str) -> TaskSpec:
     return TASKS[name]
 
 
-from . import drag  # noqa: E402,F401  (registers itself)
+from . import drag, edit, inpaint, reference, segdet, t2i  # noqa: E402,F401  (each registers itself)

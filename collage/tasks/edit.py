@@ -1,0 +1,1 @@
+"""edit generators (being written)."""

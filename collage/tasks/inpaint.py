@@ -1,0 +1,1 @@
+"""inpaint generators (being written)."""

@@ -1,0 +1,1 @@
+"""reference generators (being written)."""

@@ -1,0 +1,1 @@
+"""segdet generators (being written)."""
