@@ -1,0 +1,153 @@
+"""The run configuration: what a run makes (task mix, counts, sizes, formats), written to OUT/run.json.
+
+Everything here is identity: two runs with the same config and package version make the same bytes.
+How a run is executed (workers, cluster address) is not part of it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import FORMAT_VERSION, __version__
+from .errors import UserError
+from .sample import IMAGE_FORMATS
+
+ASPECT_BUCKETS = 31  # 4:1 … 1:1 … 1:4, evenly spaced in log-ratio
+SIZE_MULTIPLE = 16  # FLUX VAE (8×) × the DiT's 2× patch
+
+
+@dataclass(frozen=True)
+class MixEntry:
+    task: str
+    ops: tuple[str, ...]
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str  # the task, or the pipeline's name: shard files are {name}-{shard:06d}.tar
+    mix: tuple[MixEntry, ...]
+    n: int
+    seed: int = 0
+    size: int = 512
+    aspect_ratios: str = "square"  # or "all": the 31 buckets around size²
+    shard_size: int = 1000
+    image_format: str = "jpg"
+    assets_digest: str = ""
+    version: str = __version__
+    format_version: int = FORMAT_VERSION
+    pipeline: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["mix"] = [dict(task=m.task, ops=list(m.ops), weight=m.weight) for m in self.mix]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RunConfig":
+        data = dict(data)
+        data["mix"] = tuple(MixEntry(m["task"], tuple(m["ops"]), float(m["weight"])) for m in data["mix"])
+        return cls(**data)
+
+    def identity(self) -> dict:
+        """The fields a rerun into the same OUT must match."""
+        data = self.to_json()
+        data.pop("pipeline", None)
+        return data
+
+    @property
+    def num_shards(self) -> int:
+        return math.ceil(self.n / self.shard_size)
+
+    def shard_samples(self, shard: int) -> int:
+        return min(self.shard_size, self.n - shard * self.shard_size)
+
+
+def aspect_buckets(size: int) -> list[tuple[int, int]]:
+    """(width, height) of the 31 buckets, area ≈ size², sides multiples of 16."""
+    out = []
+    for k in range(-(ASPECT_BUCKETS // 2), ASPECT_BUCKETS // 2 + 1):
+        ratio = 4.0 ** (k / (ASPECT_BUCKETS // 2))
+        w = max(SIZE_MULTIPLE, round(size * math.sqrt(ratio) / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        h = max(SIZE_MULTIPLE, round(size / math.sqrt(ratio) / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        out.append((w, h))
+    return out
+
+
+def validate(cfg: RunConfig) -> None:
+    from .tasks import get_task
+
+    if cfg.image_format not in IMAGE_FORMATS:
+        raise UserError(f"--image-format {cfg.image_format!r}: choose one of {', '.join(IMAGE_FORMATS)}")
+    if not 64 <= cfg.size <= 4096 or cfg.size % SIZE_MULTIPLE:
+        raise UserError(f"--size {cfg.size}: use a multiple of {SIZE_MULTIPLE} between 64 and 4096 (e.g. 512)")
+    if not 1 <= cfg.shard_size <= 1_000_000:
+        raise UserError(f"--shard-size {cfg.shard_size}: use 1 to 1,000,000 samples per shard (e.g. 1000)")
+    if cfg.aspect_ratios not in ("square", "all"):
+        raise UserError(f"--aspect-ratios {cfg.aspect_ratios!r}: choose 'square' or 'all'")
+    if not 0 <= cfg.seed < 2**63:
+        raise UserError(f"--seed {cfg.seed}: use a whole number from 0 to 2**63-1")
+    if not cfg.mix:
+        raise UserError("nothing to generate: give --task or --pipeline")
+    for entry in cfg.mix:
+        spec = get_task(entry.task)
+        bad = [op for op in entry.ops if op not in spec.ops]
+        if bad or not entry.ops:
+            raise UserError(f"--ops {','.join(bad) or '(none)'} is not an op of {entry.task}: choose from {','.join(spec.ops)}")
+        if not entry.weight > 0:
+            raise UserError(f"task {entry.task} has weight {entry.weight}: weights must be positive")
+
+
+def parse_ops(task: str, ops: str | None) -> tuple[str, ...]:
+    from .tasks import get_task
+
+    spec = get_task(task)
+    if not ops:
+        return spec.ops
+    chosen = tuple(o.strip() for o in ops.split(",") if o.strip())
+    bad = [o for o in chosen if o not in spec.ops]
+    if bad or not chosen:
+        raise UserError(f"--ops {ops!r}: {task} ops are {','.join(spec.ops)}")
+    return chosen
+
+
+def load_pipeline(path: str | Path) -> tuple[str, tuple[MixEntry, ...], dict]:
+    """A pipeline yaml: `name`, and `tasks: [{task, weight, ops?}]`; weights are relative (e.g. millions)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise UserError(f"--pipeline {path}: cannot read it ({exc.strerror}); pass a yaml file such as pipelines/dreamomni.yaml") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"--pipeline {path} is not valid yaml: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), list) or not data["tasks"]:
+        raise UserError(f"--pipeline {path} needs a `tasks:` list of {{task, weight, ops}} entries")
+    name = str(data.get("name") or path.stem)
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise UserError(f"--pipeline {path}: name {name!r} may hold only letters, digits, '-' and '_' (it names the shards)")
+    mix = []
+    for i, item in enumerate(data["tasks"]):
+        if not isinstance(item, dict) or "task" not in item:
+            raise UserError(f"--pipeline {path}: tasks[{i}] needs a `task:` key")
+        ops = item.get("ops")
+        ops = ",".join(ops) if isinstance(ops, list) else ops
+        try:
+            weight = float(item.get("weight", 1))
+        except (TypeError, ValueError):
+            raise UserError(f"--pipeline {path}: tasks[{i}].weight {item.get('weight')!r} is not a number") from None
+        mix.append(MixEntry(str(item["task"]), parse_ops(str(item["task"]), ops), weight))
+    return name, tuple(mix), data
+
+
+def read_run_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is unreadable ({exc}); remove it or pass --force to start the run over") from None

@@ -1,0 +1,86 @@
+"""The worker: make one whole shard from (config, shard index) alone. Knows no task (the registry does)."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from functools import lru_cache
+
+import numpy as np
+
+from .assets import AssetLibrary
+from .config import RunConfig, aspect_buckets
+from .errors import Reject
+from .sample import encode_members
+from .storage import Storage
+from .tasks import GenConfig, get_task
+from .writer import ShardWriter, shard_stem
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 64  # redraws per sample before the shard is declared broken
+
+
+@lru_cache(maxsize=2)
+def library(manifest_dir: str | None) -> AssetLibrary:
+    """One library per worker process (the pixel cache is shared by memory map)."""
+    return AssetLibrary(manifest_dir, warn=False)
+
+
+def sample_seed(run_seed: int, shard: int, index: int, attempt: int) -> int:
+    """A 63-bit seed from (run seed, shard, index, attempt) alone: any worker, any time, same sample."""
+    return int(np.random.SeedSequence([run_seed, shard, index, attempt]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def choose(cfg: RunConfig, shard: int, index: int) -> tuple[str, str, int, int, int]:
+    """(task, op, width, height, bucket) of a sample, drawn from its own stream so redraws keep the mix."""
+    rng = np.random.default_rng([cfg.seed, shard, index, 2**32])
+    weights = np.array([m.weight for m in cfg.mix], np.float64)
+    entry = cfg.mix[int(rng.choice(len(cfg.mix), p=weights / weights.sum()))] if len(cfg.mix) > 1 else cfg.mix[0]
+    op = entry.ops[int(rng.integers(len(entry.ops)))]
+    if cfg.aspect_ratios == "all":
+        buckets = aspect_buckets(cfg.size)
+        bucket = int(rng.integers(len(buckets)))
+        width, height = buckets[bucket]
+    else:
+        bucket, width, height = len(aspect_buckets(cfg.size)) // 2, cfg.size, cfg.size
+    return entry.task, op, width, height, bucket
+
+
+def make_sample(cfg: RunConfig, assets: AssetLibrary, shard: int, index: int,
+                counters: dict) -> tuple[dict[str, bytes], dict]:
+    """Tar members of sample `index`; rejected draws are redrawn, a crashing draw is counted and redrawn."""
+    task, op, width, height, bucket = choose(cfg, shard, index)
+    spec = get_task(task)
+    for attempt in range(MAX_ATTEMPTS):
+        seed = sample_seed(cfg.seed, shard, index, attempt)
+        try:
+            sample = spec.generate(np.random.default_rng(seed), assets, GenConfig(op, width, height))
+        except Reject:
+            counters["rejects"] += 1
+            continue
+        except Exception as exc:  # one bad draw (a broken asset, a bug on a rare path) must not end the run
+            counters["failures"] += 1
+            if counters["failures"] <= 3:
+                log.warning("%s sample %d attempt %d failed: %s\n%s", task, index, attempt, exc, traceback.format_exc())
+            continue
+        meta = {"task": task, "op": sample.op, "prompt": sample.meta["prompt"], "caption": sample.meta["prompt"],
+                "caption_source": "template", "width": width, "height": height, "seed": seed, "bucket": bucket,
+                **{k: v for k, v in sample.meta.items() if k != "prompt"}}
+        return encode_members(sample, meta, cfg.image_format), meta
+    raise RuntimeError(f"{task}/{op} sample {index} of shard {shard}: no valid draw in {MAX_ATTEMPTS} attempts")
+
+
+def make_shard(cfg: RunConfig, shard: int, out: str, manifest_dir: str | None = None) -> dict:
+    """Generate, write and commit shard `shard`; returns its stats. Pure in (cfg, shard): reruns give the same tar."""
+    assets = library(manifest_dir)
+    storage = Storage(out)
+    counters = {"rejects": 0, "failures": 0}
+    with ShardWriter(storage, cfg.name, shard) as writer:
+        for index in range(cfg.shard_samples(shard)):
+            members, meta = make_sample(cfg, assets, shard, index, counters)
+            row = {"task": meta["task"], "op": meta["op"], "width": meta["width"], "height": meta["height"],
+                   "caption_source": meta["caption_source"]}
+            writer.write(f"{shard_stem(cfg.name, shard)}-{index:06d}", members, row)
+        return writer.commit({"seed": cfg.seed, "failures": counters["failures"], "rejects": counters["rejects"],
+                              "assets_skipped": len(assets.skipped)})

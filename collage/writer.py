@@ -1,0 +1,84 @@
+"""The shard writer: samples in, one webdataset tar + parquet index + stats marker out. Knows no task."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import webdataset as wds
+
+from .storage import Storage
+
+TAR_MTIME = 0  # fixed member metadata: the same samples give the same bytes
+TAR_OWNER = "collage"
+
+
+def shard_stem(name: str, shard: int) -> str:
+    return f"{name}-{shard:06d}"
+
+
+class _HashingFile(io.RawIOBase):
+    """Write-through file that hashes what passes, so the tar is never read back to be hashed."""
+
+    def __init__(self, f):
+        self.f, self.sha, self.size = f, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+
+class ShardWriter:
+    """Write one shard. Use as a context manager; `commit(stats)` publishes it (tar, parquet, then stats)."""
+
+    def __init__(self, storage: Storage, name: str, shard: int):
+        self.storage, self.name, self.shard = storage, name, shard
+        self.stem = shard_stem(name, shard)
+        self.rows: list[dict] = []
+        self.started = time.time()
+
+    def __enter__(self) -> "ShardWriter":
+        self._stage = self.storage.staged(f"{self.stem}.tar")
+        self._tmp = self._stage.__enter__()
+        self._file = open(self._tmp, "wb")
+        self._hashing = _HashingFile(self._file)
+        self._tar = wds.TarWriter(self._hashing, encoder=False, mtime=TAR_MTIME, user=TAR_OWNER, group=TAR_OWNER,
+                                  mode=0o644)
+        return self
+
+    def write(self, key: str, members: dict[str, bytes], row: dict) -> None:
+        self._tar.write({"__key__": key, **members})
+        self.rows.append({"key": key, **row, **{f"bytes_{k.split('.')[0]}": len(v) for k, v in members.items()}})
+
+    def commit(self, stats: dict) -> dict:
+        """Publish the tar, then the parquet index, then the stats file that marks the shard done."""
+        self._tar.close()
+        self._file.close()
+        self._stage.__exit__(None, None, None)  # fsync + rename/upload of the tar
+        self.storage.write_bytes(f"{self.stem}.parquet", _parquet_bytes(self.rows))
+        stats = {"shard": self.shard, "name": self.name, "tar": f"{self.stem}.tar", "samples": len(self.rows),
+                 "bytes": self._hashing.size, "sha256": self._hashing.sha.hexdigest(), **stats,
+                 "seconds": round(time.time() - self.started, 3)}
+        self.storage.write_bytes(f"{self.stem}.stats.json", json.dumps(stats, indent=1).encode())
+        return stats
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:  # abandon: the temporary is removed, nothing is published
+            self._file.close()
+            self._stage.__exit__(exc_type, exc, tb)
+
+
+def _parquet_bytes(rows: list[dict]) -> bytes:
+    columns = sorted({k for r in rows for k in r}, key=lambda k: (k.startswith("bytes_"), k))
+    table = pa.table({c: [r.get(c) for r in rows] for c in columns})
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
