@@ -36,6 +36,21 @@ class TaskSpec:
 
 TASKS: dict[str, TaskSpec] = {}
 
+# Image members each (task, op) must carry, from the sample format; "*" is any op of the task.
+MEMBERS: dict[str, dict[str, tuple[str, ...]]] = {
+    "t2i": {"*": ("tgt",)},
+    "inpaint": {"*": ("src", "tgt", "mask")},
+    "edit": {"*": ("src", "tgt", "mask")},
+    "drag": {"*": ("src", "tgt", "mask")},
+    "reference": {"subject": ("src", "tgt"), "*": ("tgt", "cond")},
+    "segdet": {"*": ("src", "tgt")},
+}
+
+
+def required_members(task: str, op: str) -> tuple[str, ...]:
+    table = MEMBERS.get(task, {})
+    return table.get(op, table.get("*", ("tgt",)))
+
 
 def register(name: str, ops: tuple[str, ...]):
     def wrap(fn: Generator) -> Generator:

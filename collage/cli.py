@@ -1,0 +1,177 @@
+"""The `collage` command: a thin layer over collage.api. No task logic lives here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from .counts import parse_count
+from .errors import UserError
+
+
+class CountType(click.ParamType):
+    name = "count"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_count(value, f"--{param.name}" if param else "count")
+        except UserError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="collage")
+def cli() -> None:
+    """collage: synthetic, exactly labelled training data for unified image generation and editing."""
+
+
+@cli.command()
+@click.option("--task", help="One task: drag, t2i, inpaint, edit, reference, segdet.")
+@click.option("--pipeline", type=click.Path(dir_okay=False), help="A task mix, e.g. pipelines/dreamomni.yaml.")
+@click.option("--n", "n", type=CountType(), default="1000", show_default=True, help="Samples: 1000, 1.5k, 12M, 12_000_000.")
+@click.option("--out", required=True, help="Run directory (local path, or s3://… through fsspec).")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
+@click.option("--size", type=int, default=512, show_default=True, help="Canvas side (or base side for aspect buckets).")
+@click.option("--aspect-ratios", type=click.Choice(["square", "all"]), default="square", show_default=True,
+              help="'all': draw each canvas from the 31 aspect buckets 4:1 … 1:4 around size².")
+@click.option("--ops", help="Comma-separated ops of --task (default: all of them).")
+@click.option("--shard-size", type=CountType(), default="1000", show_default=True)
+@click.option("--image-format", type=click.Choice(["jpg", "png", "webp"]), default="jpg", show_default=True)
+@click.option("--workers", type=click.IntRange(1, 4096), help="Local Ray instance size (default: all cores).")
+@click.option("--address", help="An existing Ray cluster, e.g. 10.0.0.1:6379 or auto.")
+@click.option("--backend", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
+              help="'local' runs shards in this process, one after another (for debugging).")
+@click.option("--assets", "manifest_dir", type=click.Path(file_okay=False), help="Asset manifest folder (default: assets_manifest/).")
+@click.option("--dry-run", is_flag=True, help="Print the shard plan and estimated size; write nothing.")
+@click.option("--force", is_flag=True, help="Replace a run with a different config in --out.")
+@click.option("--no-progress", is_flag=True)
+def generate(task, pipeline, n, out, seed, size, aspect_ratios, ops, shard_size, image_format, workers, address, backend,
+             manifest_dir, dry_run, force, no_progress) -> None:
+    """Generate N samples into webdataset shards (resumable: rerun the same command to finish)."""
+    from .api import make_config
+    from .config import validate
+    from .runner import estimate_bytes_per_sample, plan_text, run
+
+    if ops and pipeline:
+        raise UserError("--ops goes with --task; a pipeline names its ops in its yaml")
+    cfg = make_config(task, n, seed, size, ops, shard_size, image_format, pipeline, aspect_ratios, manifest_dir)
+    validate(cfg)
+    if dry_run:
+        click.echo(plan_text(cfg, estimate_bytes_per_sample(cfg, manifest_dir)))
+        return
+    summary = run(cfg, out, backend=backend, workers=workers, address=address, manifest_dir=manifest_dir, force=force,
+                  progress=not no_progress and sys.stderr.isatty())
+    rate = (summary.samples - 0) / max(summary.seconds, 1e-9)
+    click.echo(f"{'done' if summary.ok else 'incomplete'}: {summary.samples:,} samples in {summary.shards:,} shards "
+               f"({summary.skipped_shards:,} already done), {summary.bytes / 1e6:,.1f} MB, {summary.failures} failed draws, "
+               f"{summary.rejects} redraws, {summary.assets_skipped} assets skipped, {summary.seconds:,.1f} s "
+               f"({rate:,.0f} samples/s) → {out}")
+    if not summary.ok:
+        for shard, why in sorted(summary.failed_shards.items()):
+            click.echo(f"shard {shard} failed: {why}", err=True)
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("out")
+@click.option("--no-decode", is_flag=True, help="Check hashes and counts only.")
+def verify(out, no_decode) -> None:
+    """Re-hash every shard, check counts against stats and sizes.json, decode every sample."""
+    from .verify import verify as run_verify
+
+    problems, totals = run_verify(out, decode=not no_decode)
+    for problem in problems:
+        click.echo(f"problem: {problem}", err=True)
+    if problems:
+        click.echo(f"verify: {len(problems)} problem(s) in {out}", err=True)
+        raise SystemExit(1)
+    click.echo(f"verify: ok: {totals['samples']:,} samples in {totals['shards']:,} shards, {totals['bytes'] / 1e6:,.1f} MB")
+
+
+@cli.group()
+def assets() -> None:
+    """Build asset manifests and import the sets you own."""
+
+
+@assets.command("build")
+@click.option("--sets", help="Comma-separated built-in sets (default: all that are installed).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Manifest folder (default: assets_manifest/).")
+def assets_build(sets, out_dir) -> None:
+    """Write manifests of the built-in sets and decode them into the pixel cache."""
+    from .assets import AssetLibrary
+    from .assets.build import build_builtin
+
+    counts = build_builtin(out_dir, sets.split(",") if sets else None, note=lambda m: click.echo(f"note: {m}"))
+    for name, count in counts.items():
+        click.echo(f"{name}: {count:,} assets")
+    library = AssetLibrary(out_dir, warn=False)
+    click.echo(f"cache: {len(library.sprites):,} sprites, {len(library.photos)} photos, {len(library.fonts)} fonts ready "
+               f"({len(library.skipped)} skipped: unreadable or unusable) in {library.cache_dir}")
+
+
+@assets.command("import")
+@click.option("--folder", required=True, type=click.Path(), help="A folder of images (RGBA for stickers/cutouts) or fonts.")
+@click.option("--kind", required=True, type=click.Choice(["sticker", "cutout", "background", "font"]))
+@click.option("--prefix", required=True, help="Id prefix and manifest name: assets_manifest/user-PREFIX.parquet.")
+@click.option("--license", "license_", required=True, help="The set's licence, e.g. CC-BY-4.0.")
+@click.option("--attribution", default="")
+@click.option("--name-from", type=click.Choice(["filename", "folder"]), default="filename", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False))
+def assets_import(folder, kind, prefix, license_, attribution, name_from, out_dir) -> None:
+    """Import a folder of RGBA images, photos or fonts as a user asset set."""
+    from .assets.build import import_folder, import_fonts
+
+    _check_prefix(prefix)
+    count = import_fonts(folder, prefix, license_, out_dir) if kind == "font" else \
+        import_folder(folder, kind, prefix, license_, attribution, name_from, out_dir)
+    click.echo(f"imported {count:,} {kind}s as user-{prefix}.parquet")
+
+
+@assets.command("import-coco")
+@click.option("--annotations", required=True, type=click.Path(), help="COCO instances json.")
+@click.option("--images", required=True, type=click.Path(), help="The folder its file_name entries are in.")
+@click.option("--prefix", required=True)
+@click.option("--license", "license_", required=True)
+@click.option("--min-area", type=float, default=1024.0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False))
+def assets_import_coco(annotations, images, prefix, license_, min_area, out_dir) -> None:
+    """Import COCO-style instance polygons as cutouts named by category."""
+    from .assets.build import import_coco
+
+    _check_prefix(prefix)
+    count = import_coco(annotations, images, prefix, license_, min_area, out_dir)
+    click.echo(f"imported {count:,} cutouts as user-{prefix}.parquet")
+
+
+def _check_prefix(prefix: str) -> None:
+    if not prefix.replace("-", "").replace("_", "").isalnum():
+        raise UserError(f"--prefix {prefix!r}: use letters, digits, '-' and '_' only")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
+    logging.basicConfig(level=os.environ.get("COLLAGE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cli.main(args=argv, prog_name="collage", standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except click.UsageError as exc:
+        click.echo(f"error: {exc.format_message()}" + (f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""), err=True)
+        return 2
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        return 2
+    except (KeyboardInterrupt, click.Abort):
+        click.echo("\ninterrupted: finished shards are kept; rerun the same command to resume", err=True)
+        return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

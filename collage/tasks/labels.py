@@ -1,0 +1,67 @@
+"""Wording and label helpers shared by the inpaint, edit, reference and segdet generators.
+
+Prompts name objects by their asset names; these helpers only join and place words, they decide nothing
+about a task. `placed_objects` extends the standard `objects` entries with each layer's exact placement
+so a checker can re-render a sprite and hold the pixels against the label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..render import VISIBLE_ALPHA, Layer, Rendered, Scene, mask_bbox
+from .common import objects_json
+
+VOWELS = "aeiou"
+
+
+def a_noun(name: str) -> str:
+    """'a cat', 'an owl' (by spelling: good enough for template prompts, refined captions fix the rest)."""
+    return f"{'an' if name[:1].lower() in VOWELS else 'a'} {name}"
+
+
+def join_words(words: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def where(bbox: list[int], width: int, height: int) -> str:
+    """Where a box's centre lies on a 3×3 grid of the canvas: 'in the top left', 'in the centre', …"""
+    cx = (bbox[0] + bbox[2]) / 2 / width
+    cy = (bbox[1] + bbox[3]) / 2 / height
+    col = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else ""
+    row = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else ""
+    if not row and not col:
+        return "in the centre"
+    if row and col:
+        return f"in the {row} {col}"
+    return f"on the {col}" if col else f"at the {row}"
+
+
+def matrix_json(matrix: np.ndarray) -> list[list[float]]:
+    """A 2×3 matrix as json floats, unrounded (Python's float repr round-trips exactly)."""
+    return [[float(v) for v in row] for row in matrix]
+
+
+def placed_objects(scene: Scene, rendered: Rendered) -> list[dict]:
+    """`objects_json` entries plus `matrix`: the 2×3 sprite → image placement of each listed layer."""
+    out = objects_json(scene, rendered)
+    for entry in out:
+        entry["matrix"] = matrix_json(scene.layers[entry["id"]].matrix)
+    return out
+
+
+def object_entry(index: int, layer: Layer, rendered: Rendered) -> dict:
+    """One `objects`-style entry for layer `index` of `rendered` (bbox of its visible pixels)."""
+    return {"id": index, "asset": layer.sprite.id, "name": layer.name, "bbox": mask_bbox(rendered.visible(index)),
+            "matrix": matrix_json(layer.matrix)}
+
+
+def top_layer_index(rendered: Rendered) -> np.ndarray:
+    """int16 (H, W): index of the layer each pixel shows (the `visible` rule), −1 for the background."""
+    index = np.full(rendered.rgb.shape[:2], -1, np.int16)
+    for i, alpha in enumerate(rendered.alphas):
+        index[alpha >= VISIBLE_ALPHA] = i  # later (higher) layers overwrite: the topmost one wins
+    return index
