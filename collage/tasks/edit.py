@@ -1,1 +1,121 @@
-"""edit generators (being written)."""
+"""edit: add, remove or replace one named object of a collage.
+
+`add`: the source lacks the object, the target has it; by default on a blank (white) canvas, as in the
+DreamOmni paper, so the model learns to add an object rather than to paste one onto a photo; set
+COLLAGE_EDIT_ADD_BACKGROUND=scene (real and procedural backgrounds) or =mixed (half each) to change it.
+`remove`: the source has the object, the target is the same scene without it (the background and the
+other objects as they are behind it). `replace`: another object of a different name takes its place:
+same centre, same angle, same long side.
+
+Both images come from one scene rendered with and without the layer, so nothing else can change. The
+mask is computed from the pixels: exactly those where source and target differ (255); outside it the
+two are bit-identical before encoding.
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from ..assets import AssetLibrary
+from ..errors import Reject, UserError
+from ..geometry import footprint, inside, sprite_matrix
+from ..render import Layer, Scene, render
+from ..sample import Sample
+from . import GenConfig, register
+from .common import random_collage, require_visible
+from .labels import a_noun, object_entry, placed_objects, where
+
+OPS = ("add", "remove", "replace")
+BLANK = 255  # the blank canvas of `add`: white
+ADD_BACKGROUND_ENV = "COLLAGE_EDIT_ADD_BACKGROUND"
+ADD_BACKGROUNDS = ("blank", "scene", "mixed")
+MIN_VISIBLE = 0.5  # the edited object shows at least this share of itself where it is present
+MIN_CHANGED = 0.002  # and changes at least this share of the canvas
+
+
+def add_background_mode() -> str:
+    mode = os.environ.get(ADD_BACKGROUND_ENV, "blank")
+    if mode not in ADD_BACKGROUNDS:
+        raise UserError(f"{ADD_BACKGROUND_ENV}={mode!r}: choose one of {', '.join(ADD_BACKGROUNDS)}")
+    return mode
+
+
+def changed_pixels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """uint8 (H, W): 255 where the two RGB images differ in any channel, else 0."""
+    diff = cv2.absdiff(a, b)
+    # Any channel nonzero ⇔ the channel sum is nonzero (a uint8 → float transform cannot saturate to 0).
+    total = cv2.transform(diff, np.ones((1, 3), np.float32))
+    return cv2.compare(total, 0, cv2.CMP_GT)
+
+
+def replacement_layer(rng: np.random.Generator, assets: AssetLibrary, old: Layer, taken: set[str],
+                      width: int, height: int) -> Layer:
+    """A sprite of a name not in `taken`, with the old one's centre, angle and long side, fully on the canvas."""
+    old_hw = old.sprite.rgba.shape[:2]
+    center = tuple(old.matrix @ np.array([(old_hw[1] - 1) / 2, (old_hw[0] - 1) / 2, 1.0]))
+    linear = old.matrix[:, :2]
+    old_scale = float(np.sqrt(abs(np.linalg.det(linear))))
+    angle = float(np.degrees(np.arctan2(linear[0, 1], linear[0, 0])))  # similarity(): [[c, s], [-s, c]]
+    long_side = old_scale * max(old_hw)
+    for _ in range(8):
+        sprite = assets.random_sprite(rng, exclude_names=taken)
+        if sprite.name in taken:
+            continue
+        hw = sprite.rgba.shape[:2]
+        matrix = sprite_matrix(hw, long_side / max(hw), angle, center)
+        if inside(footprint(hw, matrix), width, height):
+            return Layer(sprite, matrix)
+    raise Reject("no replacement fits where the old object was")
+
+
+@register("edit", OPS)
+def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
+    if cfg.op not in OPS:
+        raise ValueError(f"unknown edit op {cfg.op!r}")
+    width, height = cfg.width, cfg.height
+    scene, _ = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)))
+    if cfg.op == "add":
+        mode = add_background_mode()
+        if mode == "blank" or (mode == "mixed" and rng.random() < 0.5):
+            scene.background = np.full((height, width, 3), BLANK, np.uint8)
+    index = int(rng.integers(len(scene.layers)))
+    layer = scene.layers[index]
+
+    with_object = render(scene)
+    if cfg.op == "replace":
+        new_layer = replacement_layer(rng, assets, layer, {l.name for l in scene.layers}, width, height)
+        other_scene = Scene(scene.background, list(scene.layers))
+        other_scene.layers[index] = new_layer
+    else:
+        other_scene = Scene(scene.background, scene.layers[:index] + scene.layers[index + 1:])
+    other = render(other_scene)
+    require_visible(with_object, MIN_VISIBLE)
+    require_visible(other, MIN_VISIBLE)
+
+    if cfg.op == "add":
+        src_scene, src, tgt_scene, tgt = other_scene, other, scene, with_object
+    else:
+        src_scene, src, tgt_scene, tgt = scene, with_object, other_scene, other
+    mask = changed_pixels(src.rgb, tgt.rgb)
+    if cv2.countNonZero(mask) < MIN_CHANGED * width * height:
+        raise Reject("the edit changes too few pixels")
+
+    target = object_entry(index, layer, with_object)
+    meta = {"target_object": target}
+    if cfg.op == "add":
+        prompt = f"Add {a_noun(layer.name)} {where(target['bbox'], width, height)}."
+    elif cfg.op == "remove":
+        prompt = f"Remove the {layer.name}."
+    else:
+        meta["new_object"] = object_entry(index, new_layer, other)
+        prompt = f"Replace the {layer.name} with {a_noun(new_layer.name)}."
+    # `objects` lists what the target shows, except for remove: there, what the source shows.
+    listed = placed_objects(src_scene, src) if cfg.op == "remove" else placed_objects(tgt_scene, tgt)
+    return Sample(
+        op=cfg.op,
+        images={"src": src.rgb, "tgt": tgt.rgb, "mask": mask},
+        meta={"prompt": prompt, "objects": listed, **meta},
+    )

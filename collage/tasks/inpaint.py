@@ -1,1 +1,167 @@
-"""inpaint generators (being written)."""
+"""inpaint: fill a hole (`inpaint`) or extend the image past its edges (`outpaint`).
+
+The target is a whole image: a collage on a background, or a plain background crop (a photo when the
+library has photos). The mask (255 = hole) is drawn hard-edged (no anti-aliasing), and the source is
+the target with every hole pixel set to HOLE_FILL, a constant mid grey, so outside the hole the source
+equals the target exactly (before encoding) and inside it holds no trace of the target.
+
+The prompt says which edges an outpaint extends, lists the objects of a collage, and names those the
+hole hides part of (at least HIDDEN_MIN_SHARE of their visible pixels lie under it).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..assets import AssetLibrary
+from ..assets.library import crop_photo
+from ..errors import Reject
+from ..render import render
+from ..sample import Sample
+from . import GenConfig, register
+from .common import random_collage, require_visible
+from .labels import a_noun, join_words, placed_objects, top_layer_index
+
+OPS = ("inpaint", "outpaint")
+INPAINT_KINDS = ("scribble", "blob", "block")
+HOLE_FILL = (128, 128, 128)  # mid grey: 0 after the usual [-1, 1] scaling, plainly not content; equal channels (a memset)
+COVERAGE = (0.03, 0.6)  # a hole covers this share of the canvas
+COLLAGE_SHARE = 0.7  # the rest are plain background crops
+HIDDEN_MIN_SHARE = 0.05
+SIDES = ("left", "right", "top", "bottom")
+
+
+def scribble_mask(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A few thick random-walk strokes."""
+    mask = np.zeros((height, width), np.uint8)
+    side = min(width, height)
+    for _ in range(int(rng.integers(1, 5))):
+        count = int(rng.integers(4, 11))
+        start = rng.uniform((0, 0), (width, height))
+        angles = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0, 0.9, count))
+        steps = rng.uniform(0.06, 0.2, count)[:, None] * side * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        points = np.vstack([start, start + np.cumsum(steps, axis=0)])
+        thickness = max(2, int(rng.uniform(0.02, 0.07) * side))
+        cv2.polylines(mask, [np.round(points).astype(np.int32)], False, 255, thickness, lineType=cv2.LINE_8)
+    return mask
+
+
+def blob_mask(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """One to three smooth star-shaped blobs: a circle whose radius wobbles with a few low harmonics."""
+    mask = np.zeros((height, width), np.uint8)
+    side = min(width, height)
+    theta = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    for _ in range(int(rng.integers(1, 4))):
+        radius = np.ones_like(theta)
+        for k in range(2, 6):
+            radius += rng.uniform(0, 0.25 / k * 2) * np.sin(k * theta + rng.uniform(0, 2 * np.pi))
+        rx, ry = rng.uniform(0.08, 0.3, 2) * side
+        center = rng.uniform((0.1 * width, 0.1 * height), (0.9 * width, 0.9 * height))
+        points = center + radius[:, None] * np.stack([rx * np.cos(theta), ry * np.sin(theta)], axis=1)
+        cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 255, lineType=cv2.LINE_8)
+    return mask
+
+
+def block_mask(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """One to three axis-aligned rectangles."""
+    mask = np.zeros((height, width), np.uint8)
+    for _ in range(int(rng.integers(1, 4))):
+        w, h = int(rng.uniform(0.12, 0.5) * width), int(rng.uniform(0.12, 0.5) * height)
+        x0, y0 = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+        mask[y0:y0 + h, x0:x0 + w] = 255
+    return mask
+
+
+def edge_mask(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, list[str]]:
+    """Bands along one or more image edges, each 10–50 % of the canvas across; a third of it stays known."""
+    while True:
+        sides = [s for s in SIDES if rng.random() < 0.4]
+        if sides:
+            break
+    share = {s: rng.uniform(0.1, 0.5) for s in sides}
+    # Opposite bands may not eat the whole image: keep at least 30 % of each axis.
+    for a, b in (("left", "right"), ("top", "bottom")):
+        both = share.get(a, 0) + share.get(b, 0)
+        if both > 0.7:
+            for s in (a, b):
+                if s in share:
+                    share[s] *= 0.7 / both
+    mask = np.zeros((height, width), np.uint8)
+    for s in sides:
+        across = width if s in ("left", "right") else height
+        n = max(1, int(round(share[s] * across)))
+        if s == "left":
+            mask[:, :n] = 255
+        elif s == "right":
+            mask[:, width - n:] = 255
+        elif s == "top":
+            mask[:n] = 255
+        else:
+            mask[height - n:] = 255
+    return mask, sides
+
+
+def draw_hole(rng: np.random.Generator, op: str, width: int, height: int) -> tuple[np.ndarray, str, list[str]]:
+    """(mask, mask_kind, sides) with the hole's coverage inside COVERAGE."""
+    for _ in range(16):
+        sides: list[str] = []
+        if op == "outpaint":
+            kind = "edge"
+            mask, sides = edge_mask(rng, width, height)
+        else:
+            kind = INPAINT_KINDS[int(rng.integers(len(INPAINT_KINDS)))]
+            mask = {"scribble": scribble_mask, "blob": blob_mask, "block": block_mask}[kind](rng, width, height)
+        coverage = cv2.countNonZero(mask) / (width * height)
+        if COVERAGE[0] <= coverage <= COVERAGE[1]:
+            return mask, kind, sides
+    raise Reject("no hole of a usable size")
+
+
+@register("inpaint", OPS)
+def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
+    if cfg.op not in OPS:
+        raise ValueError(f"unknown inpaint op {cfg.op!r}")
+    width, height = cfg.width, cfg.height
+    objects: list[dict] = []
+    hidden: list[str] = []
+    if rng.random() < COLLAGE_SHARE:
+        scene, _ = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)))
+        rendered = render(scene)
+        require_visible(rendered, 0.4)
+        tgt = rendered.rgb
+        objects = placed_objects(scene, rendered)
+    elif assets.photos:
+        row = assets.photos[int(rng.integers(len(assets.photos)))]
+        tgt = crop_photo(rng, assets.cache.get(row["id"]), width, height)
+    else:
+        _, tgt = assets.background(rng, width, height)
+
+    mask, kind, sides = draw_hole(rng, cfg.op, width, height)
+    # numpy's boolean assignment of an RGB triple is ~70x slower than cv2's masked copy.
+    src = tgt.copy()
+    cv2.copyTo(np.full_like(tgt, HOLE_FILL[0]), mask, src)
+
+    if objects:
+        shown = top_layer_index(rendered)
+        for entry in objects:
+            x0, y0, x1, y1 = entry["bbox"]
+            seen = shown[y0:y1, x0:x1] == entry["id"]
+            under = cv2.countNonZero(cv2.bitwise_and(mask[y0:y1, x0:x1], seen.view(np.uint8)))
+            if under >= max(16, HIDDEN_MIN_SHARE * cv2.countNonZero(seen.view(np.uint8))):
+                hidden.append(entry["name"])
+
+    if cfg.op == "outpaint":
+        prompt = f"Extend the image past its {join_words(sides)} edge{'s' if len(sides) > 1 else ''}, filling the grey band{'s' if len(sides) > 1 else ''}."
+    else:
+        prompt = "Fill in the grey area of the image."
+    if objects:
+        prompt += f" The full image shows {join_words([a_noun(o['name']) for o in objects])} on a background."
+        if hidden:
+            prompt += f" The grey area hides part of {join_words(['the ' + n for n in hidden])}."
+    return Sample(
+        op=cfg.op,
+        images={"src": src, "tgt": tgt, "mask": mask},
+        meta={"prompt": prompt, "objects": objects, "mask_kind": kind, "sides": sides, "fill": list(HOLE_FILL),
+              "hidden_objects": [o["id"] for o in objects if o["name"] in hidden]},
+    )

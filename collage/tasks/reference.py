@@ -1,1 +1,212 @@
-"""reference generators (being written)."""
+"""reference: generate an image from a condition map (`canny`, `depth`, `seg`) or a subject (`subject`).
+
+All condition maps are computed from the target's own pixels or its exact layers, never drawn apart:
+- canny: `cv2.Canny` of the target's grey image with the thresholds the json states.
+- depth: for a collage, exact layered depth from z-order (L, 255 = near): each pixel takes the level of
+  the layer it shows (the renderer's `visible` rule), the background is 0. For a photo, when a
+  transformers depth-estimation model is configured (COLLAGE_DEPTH_MODEL=/local/path, never downloaded),
+  PHOTO_DEPTH_SHARE of depth samples are background photos with the model's relative depth.
+- seg: each object's visible pixels painted in its own palette colour, the background black; the
+  json's legend maps every colour to its object.
+- subject: the source is a collage of several objects; the target shows one of them (same sprite,
+  new pose) in a new scene with new companions, and the prompt names it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import cv2
+import numpy as np
+
+from ..assets import AssetLibrary
+from ..assets.library import crop_photo
+from ..errors import Reject, UserError
+from ..geometry import place
+from ..palette import PALETTE
+from ..render import Layer, Scene, render
+from ..sample import Sample
+from . import GenConfig, register
+from .common import random_collage, require_visible
+from .labels import a_noun, join_words, object_entry, placed_objects, top_layer_index
+
+OPS = ("canny", "depth", "seg", "subject")
+CANNY_LOW = (50, 150)  # the low threshold is drawn from this range, the high one is 1.5–3× it
+DEPTH_MODEL_ENV = "COLLAGE_DEPTH_MODEL"
+PHOTO_DEPTH_SHARE = 0.5
+DEPTH_NEAREST_RANGE = (64, 255)  # layer levels run evenly from just above the first value to the second
+SEG_BACKGROUND = (0, 0, 0)
+SEG_COLOURS = tuple(n for n in PALETTE if n not in ("black", "gray"))  # far from the black background
+
+
+# --- depth from a model ------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=2)
+def load_depth_model(path: str):
+    """(image processor, model) of a transformers depth-estimation model saved at a local path."""
+    try:
+        import torch  # noqa: F401
+        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+    except ImportError as exc:
+        raise UserError(f"{DEPTH_MODEL_ENV} needs torch and transformers (pip install 'collage[model]')") from exc
+    if not os.path.isdir(path):
+        raise UserError(f"{DEPTH_MODEL_ENV}={path!r} is not a directory saved with save_pretrained")
+    processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
+    model = AutoModelForDepthEstimation.from_pretrained(path, local_files_only=True).eval()
+    return processor, model
+
+
+def model_outputs_distance(model) -> bool:
+    """True for metric models (larger = farther); relative ones (DPT, Depth Anything) give larger = nearer."""
+    config = model.config
+    return getattr(config, "depth_estimation_type", "relative") == "metric" or config.model_type == "zoedepth"
+
+
+def estimate_depth(rgb: np.ndarray, path: str) -> np.ndarray:
+    """uint8 (H, W), 255 = near: the model's prediction resized to the image and min-max normalised."""
+    import torch
+
+    processor, model = load_depth_model(path)
+    inputs = processor(images=rgb, return_tensors="pt")
+    with torch.inference_mode():
+        predicted = model(**inputs).predicted_depth
+    predicted = torch.nn.functional.interpolate(predicted.reshape(1, 1, *predicted.shape[-2:]).float(),
+                                                size=rgb.shape[:2], mode="bilinear", align_corners=False)[0, 0]
+    depth = predicted.numpy().astype(np.float64)
+    if model_outputs_distance(model):
+        depth = -depth
+    lo, hi = float(depth.min()), float(depth.max())
+    scaled = (depth - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(depth)
+    return np.round(scaled).astype(np.uint8)
+
+
+# --- condition maps from exact layers -----------------------------------------------------------------
+
+def layer_levels(count: int) -> list[int]:
+    """Depth level of each layer, bottom to top: evenly spaced in (DEPTH_NEAREST_RANGE], the top at 255."""
+    lo, hi = DEPTH_NEAREST_RANGE
+    return [int(round(lo + (hi - lo) * (i + 1) / count)) for i in range(count)]
+
+
+def lookup(shown: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """table[shown + 1] for a layer-index map (−1 = background): one cv2 LUT pass (L or RGB out)."""
+    index = (shown + 1).astype(np.uint8)
+    lut = np.zeros((256,) + table.shape[1:], np.uint8)
+    lut[: len(table)] = table
+    if table.ndim == 1:
+        return cv2.LUT(index, lut)
+    return cv2.LUT(cv2.merge([index] * table.shape[1]), lut.reshape(256, 1, table.shape[1]))
+
+
+def prompt_scene(objects: list[dict]) -> str:
+    return f"{join_words([a_noun(o['name']) for o in objects])} on a background"
+
+
+def collage(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig, count: tuple[int, int] = (1, 6)):
+    scene, _ = random_collage(rng, assets, cfg.width, cfg.height, count=int(rng.integers(*count)),
+                              max_overlap=0.25)
+    rendered = render(scene)
+    require_visible(rendered, 0.4)
+    return scene, rendered
+
+
+def canny_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
+    scene, rendered = collage(rng, assets, cfg)
+    low = int(rng.integers(*CANNY_LOW))
+    high = int(round(low * rng.uniform(1.5, 3.0)))
+    edges = cv2.Canny(cv2.cvtColor(rendered.rgb, cv2.COLOR_RGB2GRAY), low, high)
+    objects = placed_objects(scene, rendered)
+    return Sample(cfg.op, {"tgt": rendered.rgb, "cond": edges},
+                  {"prompt": f"Generate an image from this canny edge map: {prompt_scene(objects)}.", "objects": objects,
+                   "condition": {"kind": "canny", "input": "gray", "low": low, "high": high}})
+
+
+def depth_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
+    model_path = os.environ.get(DEPTH_MODEL_ENV)
+    if model_path and assets.photos and rng.random() < PHOTO_DEPTH_SHARE:
+        row = assets.photos[int(rng.integers(len(assets.photos)))]
+        photo = crop_photo(rng, assets.cache.get(row["id"]), cfg.width, cfg.height)
+        name = os.path.basename(os.path.normpath(model_path))
+        return Sample(cfg.op, {"tgt": photo, "cond": estimate_depth(photo, model_path)},
+                      {"prompt": "Generate a photo from this depth map.", "objects": [],
+                       "condition": {"kind": "depth", "source": "model", "model": name, "near": 255}})
+    scene, rendered = collage(rng, assets, cfg)
+    levels = layer_levels(len(scene.layers))
+    depth = lookup(top_layer_index(rendered), np.array([0] + levels, np.uint8))
+    objects = placed_objects(scene, rendered)
+    back_to_front = join_words([a_noun(o["name"]) for o in objects])
+    return Sample(cfg.op, {"tgt": rendered.rgb, "cond": depth},
+                  {"prompt": f"Generate an image from this depth map: {back_to_front}, from back to front, on a background.",
+                   "objects": objects,
+                   "condition": {"kind": "depth", "source": "layers", "near": 255, "background": 0,
+                                 "levels": [{"id": o["id"], "name": o["name"], "value": levels[o["id"]]} for o in objects]}})
+
+
+def seg_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
+    scene, rendered = collage(rng, assets, cfg)
+    colours = [SEG_COLOURS[int(i)] for i in rng.permutation(len(SEG_COLOURS))[: len(scene.layers)]]
+    if len(colours) < len(scene.layers):
+        raise Reject("more objects than segmentation colours")
+    table = np.array([SEG_BACKGROUND] + [PALETTE[c] for c in colours], np.uint8)
+    seg = lookup(top_layer_index(rendered), table)
+    objects = placed_objects(scene, rendered)
+    legend = [{"id": o["id"], "name": o["name"], "color": list(PALETTE[colours[o["id"]]]),
+               "color_name": colours[o["id"]]} for o in objects]
+    legend.append({"id": None, "name": "background", "color": list(SEG_BACKGROUND), "color_name": None})
+    said = join_words([f"{colours[o['id']]} is the {o['name']}" for o in objects] + ["black is the background"])
+    return Sample(cfg.op, {"tgt": rendered.rgb, "cond": seg},
+                  {"prompt": f"Generate an image from this segmentation map: {said}.",
+                   "objects": objects, "condition": {"kind": "seg", "legend": legend}})
+
+
+def subject_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
+    width, height = cfg.width, cfg.height
+    scene, source = collage(rng, assets, cfg, count=(2, 5))
+    index = int(rng.integers(len(scene.layers)))
+    subject = scene.layers[index]
+    if np.count_nonzero(source.visible(index)) < 0.8 * np.count_nonzero(source.alphas[index] >= 128):
+        raise Reject("the subject is partly hidden in the source")
+
+    # The new scene: a new background, the subject in a new pose on top, 0–2 new companions below it.
+    _, background = assets.background(rng, width, height)
+    hw = subject.sprite.rgba.shape[:2]
+    long_side = max(hw) * float(np.sqrt(abs(np.linalg.det(subject.matrix[:, :2])))) * rng.uniform(0.7, 1.4)
+    placed: list = []
+    matrix = place(rng, hw, long_side, width, height, placed, 0.0, angle_range=15.0)
+    if matrix is None:
+        raise Reject("no room for the subject")
+    taken = {l.name for l in scene.layers}
+    companions = []
+    for _ in range(int(rng.integers(0, 3))):
+        sprite = assets.random_sprite(rng, exclude_names=taken)
+        place_matrix = place(rng, sprite.rgba.shape[:2], rng.uniform(0.18, 0.4) * min(width, height), width, height,
+                             placed, 0.1, angle_range=10.0)
+        if sprite.name in taken or place_matrix is None:
+            continue
+        taken.add(sprite.name)
+        companions.append(Layer(sprite, place_matrix))
+    new_scene = Scene(background, companions + [Layer(subject.sprite, matrix)])
+    target = render(new_scene)
+    require_visible(target, 0.4)
+
+    objects = placed_objects(new_scene, target)
+    others = [a_noun(l.name) for l in companions]
+    prompt = f"Show the {subject.name} from the reference image in a new scene"
+    prompt += f" with {join_words(others)}." if others else "."
+    return Sample(cfg.op, {"src": source.rgb, "tgt": target.rgb},
+                  {"prompt": prompt, "objects": objects,
+                   "condition": {"kind": "subject", "name": subject.name,
+                                 "source": object_entry(index, subject, source),
+                                 "target": object_entry(len(companions), new_scene.layers[-1], target),
+                                 "source_objects": placed_objects(scene, source)}})
+
+
+MAKERS = {"canny": canny_sample, "depth": depth_sample, "seg": seg_sample, "subject": subject_sample}
+
+
+@register("reference", OPS)
+def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
+    if cfg.op not in MAKERS:
+        raise ValueError(f"unknown reference op {cfg.op!r}")
+    return MAKERS[cfg.op](rng, assets, cfg)
