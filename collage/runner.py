@@ -159,6 +159,12 @@ def _add(summary: RunSummary, stats: dict) -> None:
 
 
 def _run_ray(cfg, out, todo, workers, address, manifest_dir, summary, bar) -> None:
+    if address:
+        # Ray ≥ 2.59 clusters started with `ray start` require their token (~/.ray/auth_token or RAY_AUTH_TOKEN).
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    else:
+        # A local instance stays on loopback instead of binding to the machine's public interface.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     started_here = not ray.is_initialized()

@@ -1,1 +1,92 @@
-"""segdet generators (being written)."""
+"""segdet: segment or detect one named object of a collage by painting on it.
+
+The source is the plain collage. `segment`: the target recolours exactly the object's visible region
+(the renderer's `visible` rule: its alpha reaches VISIBLE_ALPHA and no layer above does) with a named
+palette colour. `detect`: the target draws the object's tight box (of those visible pixels) as a frame
+BOX_WIDTH thick lying just inside the box, so the frame's outer edge is the box the json states.
+
+The colour is one the source image does not contain anywhere (exact RGB), so in the target the pixels of
+that colour are exactly the painted ones; for segment it is also far from the object's own mean colour.
+json `boxes`: [[x0, y0, x1, y1]] normalised by width and height (x1, y1 exclusive), `color`: [r, g, b].
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..assets import AssetLibrary
+from ..errors import Reject
+from ..palette import NAMES, PALETTE, contrasting
+from ..render import render
+from ..sample import Sample
+from . import GenConfig, register
+from .common import random_collage, require_visible
+from .labels import placed_objects
+
+OPS = ("segment", "detect")
+MIN_VISIBLE = 0.6  # the named object shows at least this share of itself
+MIN_BOX_SIDE = 12
+
+
+def box_width(width: int, height: int) -> int:
+    return max(2, round(0.006 * min(width, height)))
+
+
+def present(image: np.ndarray, colour: tuple[int, int, int]) -> bool:
+    """Whether any pixel of the RGB image has exactly this colour."""
+    return cv2.countNonZero(cv2.inRange(image, colour, colour)) > 0
+
+
+def absent_colour(rng: np.random.Generator, image: np.ndarray, preferred: str | None) -> str:
+    """`preferred` if the image lacks it exactly, else a random palette colour the image lacks."""
+    if preferred is not None and not present(image, PALETTE[preferred]):
+        return preferred
+    for i in rng.permutation(len(NAMES)):
+        if not present(image, PALETTE[NAMES[i]]):
+            return NAMES[i]
+    raise Reject("the image already holds every palette colour")
+
+
+@register("segdet", OPS)
+def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
+    if cfg.op not in OPS:
+        raise ValueError(f"unknown segdet op {cfg.op!r}")
+    width, height = cfg.width, cfg.height
+    scene, _ = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)), max_overlap=0.2)
+    src = render(scene)
+    require_visible(src, 0.4)
+    index = int(rng.integers(len(scene.layers)))
+    layer = scene.layers[index]
+    objects = placed_objects(scene, src)
+    entry = next(o for o in objects if o["id"] == index)
+    x0, y0, x1, y1 = entry["bbox"]
+    region = src.visible(index)[y0:y1, x0:x1]
+    seen = cv2.countNonZero(region.view(np.uint8))
+    if seen < MIN_VISIBLE * cv2.countNonZero(src.alphas[index][y0:y1, x0:x1] >= 128) or min(x1 - x0, y1 - y0) < MIN_BOX_SIDE:
+        raise Reject("the named object is too hidden or too small")
+
+    tgt = src.rgb.copy()
+    if cfg.op == "segment":
+        # Far from the object's own colours, so the recolouring is plain to see.
+        own = src.rgb[y0:y1, x0:x1][region]
+        colour = absent_colour(rng, src.rgb, contrasting(rng, own, min_distance=140))
+        paint = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
+        paint[:] = PALETTE[colour]
+        cv2.copyTo(paint, region.view(np.uint8), tgt[y0:y1, x0:x1])
+        prompt = f"Segment the {layer.name}: paint it {colour}."
+    else:
+        colour = absent_colour(rng, src.rgb, None)
+        t = min(box_width(width, height), (x1 - x0) // 2, (y1 - y0) // 2)
+        rgb = PALETTE[colour]
+        for ys, xs in ((slice(y0, y0 + t), slice(x0, x1)), (slice(y1 - t, y1), slice(x0, x1)),
+                       (slice(y0, y1), slice(x0, x0 + t)), (slice(y0, y1), slice(x1 - t, x1))):
+            tgt[ys, xs] = rgb
+        prompt = f"Detect the {layer.name}: draw a {colour} box around it."
+    box = [round(x0 / width, 6), round(y0 / height, 6), round(x1 / width, 6), round(y1 / height, 6)]
+    return Sample(
+        op=cfg.op,
+        images={"src": src.rgb, "tgt": tgt},
+        meta={"prompt": prompt, "objects": objects, "target_object": index, "boxes": [box],
+              "color": list(PALETTE[colour]), "color_name": colour},
+    )

@@ -1,1 +1,541 @@
-"""t2i generators (being written)."""
+"""t2i: text-to-image samples whose prompt states checkable facts: drawn strings, shape counts, sticker relations.
+
+Every fact is measured on the finished pixels (or the exact layer alphas), never taken from the intent:
+- `text`: 1-3 words or phrases from `t2i_words` drawn with Pillow (FreeType) in the repo's fonts, in varied
+  sizes, colours and stroke widths (a thicker stroke of the fill colour, or an outline in a second colour).
+  Each string is placed whole on the canvas with a gap to the others; its fill (and outline) colour is a
+  palette colour that no more than 1 % of the background under it comes near, and far from that
+  background's mean where the palette allows. `bbox` is the tight box of every pixel the string's ink
+  touches. objects: one per string, `name` = the string, `asset` = the font id.
+- `shapes`: 1-4 groups of filled geometric shapes (SHAPE_KINDS), one palette colour per group, no colour
+  present near any background pixel. Shapes keep a gap from each other, so each one is one connected
+  component of its colour; after drawing, the components of every group colour are counted on the image
+  (a pixel has colour c when every channel is within COLOUR_TOL of c) and the sample is rejected unless
+  there is exactly one per drawn shape. Fact bboxes are those components' boxes. objects: one per shape,
+  `name` = "<colour> <kind>", `asset` = "shape:<kind>".
+- `stickers`: stickers placed on a background, some repeated, sometimes one inside or overlapping another.
+  `counts` are the visible instances per name; relations are computed from the rendered layers (RELATIONS)
+  between objects whose name occurs once. objects: `objects_json` plus each layer's `matrix` (sprite
+  pixels → canvas), so a checker can re-render the sprites and hold the boxes against the pixels.
+
+Words used in prompts (also stored in the facts):
+- position: the 3×3 grid cell of the box centre: "top left", "top", "top right", "left", "center",
+  "right", "bottom left", "bottom", "bottom right" (cells are thirds of the canvas width and height).
+- size: small / medium / large from the box extent relative to the canvas's shorter side: for text the box
+  height (TEXT_SIZE_LIMITS), for shapes the box's longer side (SHAPE_SIZE_LIMITS).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from shapely.geometry import Polygon, box
+
+from ..assets import AssetLibrary
+from ..assets.sources import resolve_path
+from ..errors import Reject
+from ..geometry import footprint, place, sprite_matrix
+from ..palette import NAMES, PALETTE, contrasting
+from ..render import Layer, Scene, mask_bbox, render, warp_layer
+from ..sample import Sample
+from . import GenConfig, register
+from .common import objects_json, require_visible
+from .t2i_words import PHRASES, WORDS
+
+OPS = ("text", "shapes", "stickers")
+
+COLOUR_TOL = 40  # a pixel "has" palette colour c when every channel is within this of c (the checkers' rule)
+BACKGROUND_TOL = 72  # a colour is usable where the background has no pixel this close to it (room for JPEG)
+TEXT_SIZE_LIMITS = (0.06, 0.12)  # text box height / shorter canvas side: below → small, between → medium, above → large
+SHAPE_SIZE_LIMITS = (0.12, 0.22)  # shape box longer side / shorter canvas side
+SHAPE_SIZE_DRAW = {"small": (0.07, 0.105), "medium": (0.135, 0.2), "large": (0.245, 0.34)}  # inside the limits
+SHAPE_MAX_COUNT = {"small": 6, "medium": 4, "large": 2}
+SHAPE_KINDS = ("circle", "oval", "square", "rectangle", "triangle", "diamond", "pentagon", "hexagon", "octagon",
+               "star", "heart", "cross")
+MIN_FONT_PX = 10
+MIN_SHAPE_PX = 12
+NEXT_TO_GAP = 0.08  # "next to": boxes apart by at most this × the shorter canvas side
+SIDE_MARGIN = 0.02  # "left of"/"above": boxes apart by at least this × the canvas width/height
+RELATIONS = ("left of", "right of", "above", "below", "next to", "on top of", "inside")
+RELATION_PHRASES = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below",
+                    "next to": "next to", "on top of": "on top of", "inside": "inside"}
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                "twelve")
+POSITION_PHRASES = {"top left": "at the top left", "top": "at the top", "top right": "at the top right",
+                    "left": "on the left", "center": "in the center", "right": "on the right",
+                    "bottom left": "at the bottom left", "bottom": "at the bottom", "bottom right": "at the bottom right"}
+
+
+# --- words -----------------------------------------------------------------------------------------
+
+def position_word(bbox: list[int], width: int, height: int) -> str:
+    """The 3×3 grid cell of the box centre, as a word."""
+    cx, cy = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+    col = min(int(3 * cx / width), 2)
+    row = min(int(3 * cy / height), 2)
+    word = f"{('top', '', 'bottom')[row]} {('left', '', 'right')[col]}".strip()
+    return word or "center"
+
+
+def size_word(extent: float, reference: float, limits: tuple[float, float]) -> str:
+    ratio = extent / reference
+    return "small" if ratio < limits[0] else "medium" if ratio < limits[1] else "large"
+
+
+def plural(name: str) -> str:
+    if name.endswith(("s", "x", "z", "ch", "sh")):
+        return name + "es"
+    if len(name) > 1 and name.endswith("y") and name[-2] not in "aeiou":
+        return name[:-1] + "ies"
+    return name + "s"
+
+
+def counted(n: int, name: str) -> str:
+    return f"{NUMBER_WORDS[n]} {name if n == 1 else plural(name)}"
+
+
+def join_words(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+# --- colours ---------------------------------------------------------------------------------------
+
+def near_counts(image: np.ndarray, tol: int) -> dict[str, int]:
+    """Per palette colour, an upper bound on the pixels with every channel within `tol` of it.
+
+    One 16³ histogram instead of one pass per colour: bins overlapping the tolerance box are summed, so the
+    count can only over-state (a colour reported absent is absent).
+    """
+    hist = cv2.calcHist([np.ascontiguousarray(image)], [0, 1, 2], None, [16, 16, 16], [0, 256, 0, 256, 0, 256])
+    out = {}
+    for name in NAMES:
+        lo = [max(0, c - tol) // 16 for c in PALETTE[name]]
+        hi = [min(255, c + tol) // 16 + 1 for c in PALETTE[name]]
+        out[name] = int(hist[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].sum())
+    return out
+
+
+def colour_mask(image: np.ndarray, rgb: tuple[int, int, int], tol: int = COLOUR_TOL) -> np.ndarray:
+    """uint8 0/255: pixels with every channel within `tol` of `rgb`."""
+    lo = tuple(max(0, c - tol) for c in rgb)
+    hi = tuple(min(255, c + tol) for c in rgb)
+    return cv2.inRange(image, lo, hi)
+
+
+def usable_colours(region: np.ndarray, max_fraction: float) -> set[str]:
+    """Palette colours that at most `max_fraction` of the region's pixels come near (BACKGROUND_TOL)."""
+    limit = max_fraction * region.shape[0] * region.shape[1]
+    return {name for name, n in near_counts(region, BACKGROUND_TOL).items() if n <= limit}
+
+
+# --- text ------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=512)
+def load_font(path: str, px: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, px)
+
+
+def text_masks(font: ImageFont.FreeTypeFont, text: str, stroke: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ink, fill) uint8 coverage of the string, both cropped to the tight box of the ink (fill ⊆ ink)."""
+    left, top, right, bottom = font.getbbox(text, stroke_width=stroke)
+    size = (right - left + 2, bottom - top + 2)
+    ink_image, fill_image = Image.new("L", size), Image.new("L", size)
+    ImageDraw.Draw(ink_image).text((1 - left, 1 - top), text, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
+    ImageDraw.Draw(fill_image).text((1 - left, 1 - top), text, fill=255, font=font)
+    ink, fill = np.asarray(ink_image), np.asarray(fill_image)
+    bbox = mask_bbox(ink > 0)
+    if bbox is None:
+        return ink[:0, :0], fill[:0, :0]
+    x0, y0, x1, y1 = bbox
+    return ink[y0:y1, x0:x1], fill[y0:y1, x0:x1]
+
+
+def paint(region: np.ndarray, coverage: np.ndarray, rgb: tuple[int, int, int]) -> None:
+    """In place: region ← region·(1 − a) + rgb·a, with a = coverage / 255."""
+    a = coverage.astype(np.uint16)[..., None]
+    region[:] = ((region.astype(np.uint16) * (255 - a) + np.array(rgb, np.uint16) * a + 127) // 255).astype(np.uint8)
+
+
+def draw_string(rng: np.random.Generator) -> str:
+    text = PHRASES[int(rng.integers(len(PHRASES)))] if rng.random() < 0.35 else WORDS[int(rng.integers(len(WORDS)))]
+    case = rng.random()
+    return text.upper() if case < 0.25 else text.title() if case < 0.5 else text
+
+
+def pick_text_colours(rng: np.random.Generator, region: np.ndarray, outlined: bool) -> tuple[str, str | None] | None:
+    """(fill, outline or None) legible over `region`, or None when the palette has nothing that works."""
+    usable = usable_colours(region, 0.01)
+    if not usable:
+        return None
+    avoid = set(NAMES) - usable
+    first = contrasting(rng, region, avoid=avoid)
+    if not outlined:
+        return first, None
+    fills = [n for n in usable if np.linalg.norm(np.subtract(PALETTE[n], PALETTE[first])) >= 150]
+    if not fills:
+        return first, None
+    return fills[int(rng.integers(len(fills)))], first
+
+
+def generate_text(rng: np.random.Generator, assets: AssetLibrary, width: int, height: int) -> Sample:
+    if not assets.fonts:
+        raise Reject("no fonts in the asset library")
+    _, canvas = assets.background(rng, width, height)
+    canvas = np.array(canvas)  # own the pixels we draw on
+    short = min(width, height)
+    gap = max(4, round(0.02 * short))
+    taken: list[Polygon] = []
+    texts, objects = [], []
+    for index in range(int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))):
+        for _ in range(6):
+            text = draw_string(rng)
+            font_row = assets.fonts[int(rng.integers(len(assets.fonts)))]
+            px = max(MIN_FONT_PX, round(rng.uniform(0.045, 0.2) * short))
+            style = rng.choice(["plain", "thick", "outline"], p=[0.5, 0.2, 0.3])
+            stroke_frac = rng.uniform(0.03, 0.08)
+            path = str(resolve_path(font_row))
+            stroke = 0 if style == "plain" else max(1, round(px * stroke_frac))
+            ink, fill = text_masks(load_font(path, px), text, stroke)
+            fit = min((width - 8) / max(ink.shape[1], 1), (height - 8) / max(ink.shape[0], 1))
+            if fit < 1:  # too long for this canvas: shrink to fit
+                px = int(px * fit * 0.95)
+                if px < MIN_FONT_PX:
+                    continue
+                stroke = 0 if style == "plain" else max(1, round(px * stroke_frac))
+                ink, fill = text_masks(load_font(path, px), text, stroke)
+            h, w = ink.shape
+            if h == 0 or not fill.any():
+                continue
+            x0, y0 = int(rng.integers(2, width - w - 1)), int(rng.integers(2, height - h - 1))
+            rect = box(x0, y0, x0 + w, y0 + h)
+            if any(rect.distance(other) < gap for other in taken):
+                continue
+            region = canvas[y0:y0 + h, x0:x0 + w]
+            colours = pick_text_colours(rng, region, style == "outline")
+            if colours is None:
+                continue
+            colour, outline = colours
+            if style == "outline" and outline is not None:
+                paint(region, ink, PALETTE[outline])
+                paint(region, fill, PALETTE[colour])
+            else:  # plain, or a thicker stroke of the fill colour
+                paint(region, ink, PALETTE[colour])
+            taken.append(rect)
+            bbox = [x0, y0, x0 + w, y0 + h]
+            texts.append({
+                "text": text, "color": colour, "rgb": list(PALETTE[colour]), "font": font_row["name"],
+                "font_size": px, "stroke": stroke, "outline": outline,
+                "size": size_word(h, short, TEXT_SIZE_LIMITS), "position": position_word(bbox, width, height),
+                "bbox": bbox,
+            })
+            objects.append({"id": index, "asset": font_row["id"], "name": text, "bbox": bbox})
+            break
+    if not texts:
+        raise Reject("no string could be placed legibly")
+    opening = ("An image with", "A picture showing", "A graphic with", "A design featuring")[int(rng.integers(4))]
+    parts = []
+    for t in texts:
+        outline = f" with a {t['outline']} outline" if t["outline"] else ""
+        parts.append(f'the text "{t["text"]}" in {t["size"]} {t["color"]} letters{outline} '
+                     f'{POSITION_PHRASES[t["position"]]}')
+    prompt = f"{opening} {join_words(parts)}."
+    return Sample(op="text", images={"tgt": canvas}, meta={"prompt": prompt, "objects": objects,
+                                                           "facts": {"texts": texts}})
+
+
+# --- shapes ----------------------------------------------------------------------------------------
+
+def regular_polygon(n: int, turn_deg: float = 0.0, inner: float | None = None) -> np.ndarray:
+    """Unit polygon with a vertex up; with `inner`, a star alternating radius 1 and `inner`."""
+    count = 2 * n if inner else n
+    angles = np.radians(turn_deg) - np.pi / 2 + 2 * np.pi * np.arange(count) / count
+    radius = np.where(np.arange(count) % 2, inner, 1.0) if inner else np.ones(count)
+    return np.stack([radius * np.cos(angles), radius * np.sin(angles)], axis=1)
+
+
+def shape_outline(rng: np.random.Generator, kind: str) -> np.ndarray:
+    """(N, 2) outline of one shape, any scale, y down."""
+    jitter = rng.uniform(-12, 12)
+    if kind == "circle":
+        return regular_polygon(72)
+    if kind in ("oval", "rectangle"):
+        base = regular_polygon(72) if kind == "oval" else np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float)
+        stretch = rng.uniform(1.45, 1.9) if kind == "oval" else rng.uniform(1.6, 2.3)
+        return base * ((stretch, 1.0) if rng.random() < 0.5 else (1.0, stretch))
+    if kind == "square":
+        return np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float)
+    if kind == "diamond":
+        return np.array([[0, -1], [1, 0], [0, 1], [-1, 0]], float) * (1.0, rng.uniform(1.3, 1.6))
+    if kind == "triangle":
+        return regular_polygon(3, jitter)
+    if kind in ("pentagon", "hexagon", "octagon"):
+        return regular_polygon({"pentagon": 5, "hexagon": 6, "octagon": 8}[kind], jitter)
+    if kind == "star":
+        return regular_polygon(5, jitter, inner=rng.uniform(0.4, 0.5))
+    if kind == "heart":
+        t = np.linspace(0, 2 * np.pi, 96, endpoint=False)
+        return np.stack([16 * np.sin(t) ** 3, -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))], 1)
+    if kind == "cross":
+        a = rng.uniform(0.3, 0.4)
+        return np.array([[-a, -1], [a, -1], [a, -a], [1, -a], [1, a], [a, a], [a, 1], [-a, 1], [-a, a], [-1, a],
+                         [-1, -a], [-a, -a]], float)
+    raise ValueError(f"unknown shape {kind!r}")
+
+
+def fitted_outline(rng: np.random.Generator, kind: str, side: float) -> np.ndarray:
+    """The outline scaled so its box's longer side is `side` px, box centred on the origin."""
+    pts = shape_outline(rng, kind)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    return (pts - (lo + hi) / 2) * (side / float((hi - lo).max()))
+
+
+def place_outline(rng: np.random.Generator, outline: np.ndarray, width: int, height: int, taken: list[Polygon],
+                  gap: float, tries: int = 30) -> np.ndarray | None:
+    """The outline moved to a spot fully on the canvas, at least `gap` px from every taken shape."""
+    lo, hi = outline.min(axis=0), outline.max(axis=0)
+    for _ in range(tries):
+        cx = rng.uniform(2 - lo[0], width - 3 - hi[0])
+        cy = rng.uniform(2 - lo[1], height - 3 - hi[1])
+        if not (math.isfinite(cx) and math.isfinite(cy)) or cx > width - 3 - hi[0] or cy > height - 3 - hi[1]:
+            return None
+        pts = outline + (cx, cy)
+        poly = Polygon(pts)
+        if all(poly.distance(other) >= gap for other in taken):
+            taken.append(poly)
+            return pts
+    return None
+
+
+def generate_shapes(rng: np.random.Generator, assets: AssetLibrary, width: int, height: int) -> Sample:
+    _, canvas = assets.background(rng, width, height)
+    canvas = np.array(canvas)
+    short = min(width, height)
+    usable = sorted(usable_colours(canvas, 0.0))
+    n_groups = min(int(rng.choice([1, 2, 3, 4], p=[0.3, 0.35, 0.25, 0.1])), len(usable))
+    if n_groups == 0:
+        raise Reject("every palette colour occurs in the background")
+    colours = [usable[i] for i in rng.permutation(len(usable))[:n_groups]]
+    kinds = [SHAPE_KINDS[i] for i in rng.permutation(len(SHAPE_KINDS))[:n_groups]]
+    sizes = [("small", "medium", "large")[int(rng.choice(3, p=[0.4, 0.4, 0.2]))] for _ in range(n_groups)]
+    counts = [int(rng.integers(1, SHAPE_MAX_COUNT[s] + 1)) for s in sizes]
+    gap = max(4.0, 0.02 * short)
+    taken: list[Polygon] = []
+    drawn: list[list[np.ndarray]] = [[] for _ in range(n_groups)]
+    for g in sorted(range(n_groups), key=lambda g: -SHAPE_SIZE_DRAW[sizes[g]][0]):  # big ones first: they need room
+        side = max(MIN_SHAPE_PX, rng.uniform(*SHAPE_SIZE_DRAW[sizes[g]]) * short)
+        for _ in range(counts[g]):
+            pts = place_outline(rng, fitted_outline(rng, kinds[g], side), width, height, taken, gap)
+            if pts is None:
+                raise Reject("no room for another shape")
+            cv2.fillPoly(canvas, [np.round(pts * 16).astype(np.int32)], PALETTE[colours[g]], cv2.LINE_AA, shift=4)
+            drawn[g].append(pts)
+
+    # The truth, read back from the pixels: one component of the group's colour per drawn shape.
+    facts, objects = [], []
+    for g in range(n_groups):
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(colour_mask(canvas, PALETTE[colours[g]]), connectivity=8)
+        components = [[int(x), int(y), int(x + w), int(y + h)] for x, y, w, h, _ in stats[1:]]
+        if len(components) != len(drawn[g]):
+            raise Reject(f"{len(components)} components of {colours[g]} for {len(drawn[g])} shapes")
+        bboxes = []
+        for pts in drawn[g]:
+            expect = [pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max() + 1, pts[:, 1].max() + 1]
+            match = [c for c in components if all(abs(a - b) <= 2 for a, b in zip(c, expect))]
+            if len(match) != 1:
+                raise Reject("a shape's pixels do not form its own component")
+            bboxes.append(match[0])
+        words = {size_word(max(b[2] - b[0], b[3] - b[1]), short, SHAPE_SIZE_LIMITS) for b in bboxes}
+        if words != {sizes[g]}:
+            raise Reject("a shape's measured size is not its group's size")
+        positions = [position_word(b, width, height) for b in bboxes]
+        facts.append({"kind": kinds[g], "color": colours[g], "rgb": list(PALETTE[colours[g]]), "count": len(bboxes),
+                      "size": sizes[g], "positions": positions, "bboxes": bboxes})
+        for b in bboxes:
+            objects.append({"id": len(objects), "asset": f"shape:{kinds[g]}", "name": f"{colours[g]} {kinds[g]}", "bbox": b})
+
+    opening = ("An image of", "A picture with", "Flat geometric shapes:", "A simple illustration of")[int(rng.integers(4))]
+    parts = []
+    for f in facts:
+        where = join_words([POSITION_PHRASES[p] for p in f["positions"]])
+        parts.append(f"{NUMBER_WORDS[f['count']]} {f['size']} {f['color']} "
+                     f"{f['kind'] if f['count'] == 1 else plural(f['kind'])} {where}")
+    prompt = f"{opening} {join_words(parts)}."
+    return Sample(op="shapes", images={"tgt": canvas}, meta={"prompt": prompt, "objects": objects,
+                                                             "facts": {"shapes": facts}})
+
+
+# --- stickers --------------------------------------------------------------------------------------
+
+def silhouette_on_canvas(layer: Layer, width: int, height: int) -> np.ndarray:
+    alpha = np.zeros((height, width), np.uint8)
+    warped = warp_layer(layer.sprite.rgba, layer.matrix, width, height)
+    if warped is not None:
+        x0, y0, crop = warped
+        alpha[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop[..., 3]
+    return alpha
+
+
+def place_inside(rng: np.random.Generator, sprite, container: Layer, width: int, height: int) -> np.ndarray | None:
+    """A matrix that puts `sprite` (small) wholly on solid pixels of the container, or None."""
+    solid = silhouette_on_canvas(container, width, height) >= 250
+    container_long = max(container.sprite.rgba.shape[:2]) * float(np.hypot(*container.matrix[:, 0]))
+    long_side = rng.uniform(0.22, 0.36) * container_long
+    scale = long_side / max(sprite.rgba.shape[:2])
+    angle = rng.uniform(-10, 10)
+    reach = int(math.ceil(0.5 * long_side * math.sqrt(2))) + 2  # the sprite's footprint fits in this radius
+    room = cv2.erode(solid.view(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2))
+    ys, xs = np.nonzero(room)
+    if len(xs) == 0:
+        return None
+    k = int(rng.integers(len(xs)))
+    return sprite_matrix(sprite.rgba.shape[:2], scale, angle, (float(xs[k]), float(ys[k])))
+
+
+def place_overlapping(rng: np.random.Generator, sprite, under: Layer, width: int, height: int) -> np.ndarray | None:
+    """A matrix that puts `sprite` partly over the layer `under`, fully on the canvas, or None."""
+    under_hw = under.sprite.rgba.shape[:2]
+    under_long = max(under_hw) * float(np.hypot(*under.matrix[:, 0]))
+    centre = under.matrix @ np.array([(under_hw[1] - 1) / 2, (under_hw[0] - 1) / 2, 1.0])
+    long_side = rng.uniform(0.55, 0.85) * under_long
+    scale = long_side / max(sprite.rgba.shape[:2])
+    for _ in range(8):
+        direction = rng.uniform(0, 2 * np.pi)
+        offset = rng.uniform(0.35, 0.55) * under_long * np.array([np.cos(direction), np.sin(direction)])
+        matrix = sprite_matrix(sprite.rgba.shape[:2], scale, rng.uniform(-10, 10), tuple(centre + offset))
+        poly = footprint(sprite.rgba.shape[:2], matrix)
+        if box(0.5, 0.5, width - 1.5, height - 1.5).contains(poly):
+            return matrix
+    return None
+
+
+def sticker_relations(rendered, layers: list[Layer], objects: list[dict], width: int, height: int) -> dict:
+    """{(i, j): [relations that hold for layer i towards layer j]} among the given objects, from the render."""
+    boxes = {o["id"]: o["bbox"] for o in objects}
+    margin_x, margin_y, near = SIDE_MARGIN * width, SIDE_MARGIN * height, NEXT_TO_GAP * min(width, height)
+    out = {}
+    ids = sorted(boxes)
+    for i in ids:
+        for j in ids:
+            if i == j:
+                continue
+            a, b = boxes[i], boxes[j]
+            found = []
+            if a[2] + margin_x <= b[0]:
+                found.append("left of")
+            if b[2] + margin_x <= a[0]:
+                found.append("right of")
+            if a[3] + margin_y <= b[1]:
+                found.append("above")
+            if b[3] + margin_y <= a[1]:
+                found.append("below")
+            gap_x, gap_y = max(b[0] - a[2], a[0] - b[2]), max(b[1] - a[3], a[1] - b[3])
+            overlap_y = min(a[3], b[3]) - max(a[1], b[1])
+            overlap_x = min(a[2], b[2]) - max(a[0], b[0])
+            if (0 <= gap_x <= near and overlap_y >= 0.3 * min(a[3] - a[1], b[3] - b[1])) or \
+                    (0 <= gap_y <= near and overlap_x >= 0.3 * min(a[2] - a[0], b[2] - b[0])):
+                found.append("next to")
+            if i > j:  # layer i is drawn over layer j
+                top, under = rendered.alphas[i], rendered.alphas[j]
+                strictly_within = a[0] > b[0] and a[1] > b[1] and a[2] < b[2] and a[3] < b[3]
+                if strictly_within and np.all(under[top > 0] >= 128):
+                    found.append("inside")
+                else:
+                    shared = int(np.count_nonzero((top >= 128) & (under >= 128)))
+                    if shared >= max(64, 0.05 * np.count_nonzero(under >= 128)):
+                        found.append("on top of")
+            if found:
+                out[(i, j)] = found
+    return out
+
+
+def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int, height: int) -> Sample:
+    _, background = assets.background(rng, width, height)
+    short = min(width, height)
+    names: set[str] = set()
+    sprites = []
+    for _ in range(int(rng.choice([1, 2, 3, 4], p=[0.15, 0.35, 0.3, 0.2]))):
+        sprite = assets.random_sprite(rng, exclude_names=names)
+        if sprite.name in names:
+            raise Reject("not enough distinct sticker names")
+        names.add(sprite.name)
+        sprites.append(sprite)
+    copies = [1 if rng.random() < 0.7 else int(rng.integers(2, 4)) for _ in sprites]
+    singles = [k for k, c in enumerate(copies) if c == 1]
+    scene, placed = Scene(background), []
+    squeeze = 1.0 if sum(copies) <= 3 else 0.75
+    arrangement = rng.choice(["apart", "inside", "on top of"], p=[0.4, 0.3, 0.3]) if len(singles) >= 2 else "apart"
+    todo = [k for k, c in enumerate(copies) for _ in range(c)]
+    if arrangement != "apart":
+        under_k, top_k = singles[0], singles[1]
+        big = (0.45, 0.65) if arrangement == "inside" else (0.3, 0.45)
+        matrix = place(rng, sprites[under_k].rgba.shape[:2], rng.uniform(*big) * short, width, height, placed, 0.0, 10.0)
+        if matrix is None:
+            raise Reject("no room for the lower sticker")
+        under = Layer(sprites[under_k], matrix)
+        placer = place_inside if arrangement == "inside" else place_overlapping
+        top_matrix = placer(rng, sprites[top_k], under, width, height)
+        if top_matrix is not None:
+            scene.layers += [under, Layer(sprites[top_k], top_matrix)]
+            placed.append(footprint(sprites[top_k].rgba.shape[:2], top_matrix))
+            todo.remove(under_k)
+            todo.remove(top_k)
+        else:
+            placed.clear()
+    for k in todo:
+        long_side = rng.uniform(0.14, 0.3) * squeeze * short
+        matrix = place(rng, sprites[k].rgba.shape[:2], long_side, width, height, placed, 0.0, 10.0)
+        if matrix is None:
+            raise Reject("no room for another sticker")
+        scene.layers.append(Layer(sprites[k], matrix))
+
+    rendered = render(scene)
+    require_visible(rendered, 0.5)
+    objects = objects_json(scene, rendered)
+    if len(objects) != len(scene.layers):
+        raise Reject("a sticker is not visible")
+    for o in objects:
+        o["matrix"] = np.round(scene.layers[o["id"]].matrix, 6).tolist()
+    counts: dict[str, int] = {}
+    for o in objects:
+        counts[o["name"]] = counts.get(o["name"], 0) + 1
+
+    # Relations only between objects whose name occurs once, so "the <name>" is one object.
+    unique = [o for o in objects if counts[o["name"]] == 1]
+    found = sticker_relations(rendered, scene.layers, unique, width, height)
+    name_of = {o["id"]: o["name"] for o in objects}
+    stated, used_pairs = [], set()
+    layered = [(pair, rel) for pair, rels in found.items() for rel in rels if rel in ("inside", "on top of")]
+    flat = [(pair, rels) for pair, rels in found.items() if not {"inside", "on top of"} & set(rels)]
+    for (i, j), rel in layered:
+        stated.append([name_of[i], rel, name_of[j]])
+        used_pairs.add(frozenset((i, j)))
+    for k in rng.permutation(len(flat)):
+        (i, j), rels = flat[k]
+        if len(stated) >= 3:
+            break
+        if frozenset((i, j)) in used_pairs:
+            continue
+        stated.append([name_of[i], rels[int(rng.integers(len(rels)))], name_of[j]])
+        used_pairs.add(frozenset((i, j)))
+
+    opening = ("A collage of", "Stickers of", "A picture with", "A scrapbook page with")[int(rng.integers(4))]
+    listing = join_words([counted(n, name) for name, n in counts.items()])
+    sentences = [f"The {a} is {RELATION_PHRASES[rel]} the {b}." for a, rel, b in stated]
+    prompt = " ".join([f"{opening} {listing}."] + sentences)
+    return Sample(op="stickers", images={"tgt": rendered.rgb}, meta={"prompt": prompt, "objects": objects,
+                                                                     "facts": {"counts": counts, "relations": stated}})
+
+
+@register("t2i", OPS)
+def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
+    if cfg.op == "text":
+        return generate_text(rng, assets, cfg.width, cfg.height)
+    if cfg.op == "shapes":
+        return generate_shapes(rng, assets, cfg.width, cfg.height)
+    if cfg.op == "stickers":
+        return generate_stickers(rng, assets, cfg.width, cfg.height)
+    raise ValueError(f"unknown t2i op {cfg.op!r}")
