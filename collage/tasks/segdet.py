@@ -18,7 +18,7 @@ import numpy as np
 from ..assets import AssetLibrary
 from ..errors import Reject
 from ..palette import NAMES, PALETTE, contrasting
-from ..render import render
+from ..render import VISIBLE_ALPHA, render
 from ..sample import Sample
 from . import GenConfig, register
 from .common import random_collage, require_visible
@@ -63,7 +63,7 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     x0, y0, x1, y1 = entry["bbox"]
     region = src.visible(index)[y0:y1, x0:x1]
     seen = cv2.countNonZero(region.view(np.uint8))
-    if seen < MIN_VISIBLE * cv2.countNonZero(src.alphas[index][y0:y1, x0:x1] >= 128) or min(x1 - x0, y1 - y0) < MIN_BOX_SIDE:
+    if seen < MIN_VISIBLE * np.count_nonzero(src.alphas[index] >= VISIBLE_ALPHA) or min(x1 - x0, y1 - y0) < MIN_BOX_SIDE:
         raise Reject("the named object is too hidden or too small")
 
     tgt = src.rgb.copy()
@@ -76,12 +76,14 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
         cv2.copyTo(paint, region.view(np.uint8), tgt[y0:y1, x0:x1])
         prompt = f"Segment the {layer.name}: paint it {colour}."
     else:
-        colour = absent_colour(rng, src.rgb, None)
         t = min(box_width(width, height), (x1 - x0) // 2, (y1 - y0) // 2)
-        rgb = PALETTE[colour]
-        for ys, xs in ((slice(y0, y0 + t), slice(x0, x1)), (slice(y1 - t, y1), slice(x0, x1)),
-                       (slice(y0, y1), slice(x0, x0 + t)), (slice(y0, y1), slice(x1 - t, x1))):
-            tgt[ys, xs] = rgb
+        bands = ((slice(y0, y0 + t), slice(x0, x1)), (slice(y1 - t, y1), slice(x0, x1)),
+                 (slice(y0, y1), slice(x0, x0 + t)), (slice(y0, y1), slice(x1 - t, x1)))
+        # Far from what the frame covers, so the box stands out from the object and background under it.
+        under = np.concatenate([src.rgb[ys, xs].reshape(-1, 3) for ys, xs in bands])
+        colour = absent_colour(rng, src.rgb, contrasting(rng, under, min_distance=140))
+        for ys, xs in bands:
+            tgt[ys, xs] = PALETTE[colour]
         prompt = f"Detect the {layer.name}: draw a {colour} box around it."
     box = [round(x0 / width, 6), round(y0 / height, 6), round(x1 / width, 6), round(y1 / height, 6)]
     return Sample(
