@@ -1,0 +1,120 @@
+"""The drag labels, checked against the pixels of decoded shards (png: lossless; jpg: with encoding noise)."""
+
+import re
+
+import numpy as np
+import pytest
+
+from collage.api import generate_run, iter_samples
+
+POINT = r"\((-?\d\.\d{3}), (-?\d\.\d{3}), (-?\d\.\d{3}), (-?\d\.\d{3})\)"
+PROMPT = re.compile(rf"^Drag the ([a-z0-9 '&.-]+): {POINT}((?:; {POINT})*)$")
+
+
+@pytest.fixture(scope="module")
+def png_run(tmp_path_factory, assets):
+    out = tmp_path_factory.mktemp("drag_png")
+    generate_run(str(out), task="drag", n=300, seed=7, size=256, shard_size=100, image_format="png", backend="local")
+    return list(iter_samples(str(out)))
+
+
+@pytest.fixture(scope="module")
+def jpg_run(tmp_path_factory, assets):
+    out = tmp_path_factory.mktemp("drag_jpg")
+    generate_run(str(out), task="drag", n=120, seed=8, size=512, shard_size=60, image_format="jpg", backend="local")
+    return list(iter_samples(str(out)))
+
+
+def _pixel_pairs(sample):
+    meta, h, w = sample["json"], sample["json"]["height"], sample["json"]["width"]
+    for x, y, dx, dy in meta["points"]:
+        sx, sy = x * w, y * h
+        tx, ty = (x + dx) * w, (y + dy) * h
+        yield (sx, sy), (tx, ty)
+
+
+def test_every_op_appears_with_its_transform(png_run):
+    ops = {s["json"]["op"] for s in png_run}
+    assert ops == {"translate", "scale", "rotate"}
+    for s in png_run:
+        t = s["json"]["transform"]
+        if s["json"]["op"] == "translate":
+            assert np.hypot(t["tx"], t["ty"]) > 5 and t["scale"] == 1 and t["angle_deg"] == 0
+        elif s["json"]["op"] == "scale":
+            assert abs(t["scale"] - 1) >= 0.15 and t["tx"] == t["ty"] == 0
+        else:
+            assert abs(t["angle_deg"]) >= 20 and t["scale"] == 1
+
+
+def test_prompt_carries_the_points_with_three_decimals(png_run):
+    for s in png_run:
+        meta = s["json"]
+        match = PROMPT.match(meta["prompt"])
+        assert match, meta["prompt"]
+        assert 1 <= len(meta["points"]) <= 5
+        in_prompt = [tuple(float(v) for v in p) for p in re.findall(POINT, meta["prompt"])]
+        assert in_prompt == [tuple(round(v, 3) for v in p) for p in meta["points"]]
+        dragged = meta["objects"][[o["id"] for o in meta["objects"]].index(meta["target_object"])]
+        assert match.group(1) == dragged["name"]
+
+
+def test_points_move_with_the_object_png(png_run):
+    """Each point lies on the object in both images, and its source colour is its target colour."""
+    worst = []
+    for s in png_run:
+        src, tgt, mask = s["src"].astype(int), s["tgt"].astype(int), s["mask"]
+        for (sx, sy), (tx, ty) in _pixel_pairs(s):
+            assert abs(sx - round(sx)) < 0.01 and abs(sy - round(sy)) < 0.01, "points are pixel centres"
+            sx, sy, tx, ty = round(sx), round(sy), round(tx), round(ty)
+            assert 0 <= tx < s["json"]["width"] and 0 <= ty < s["json"]["height"]
+            assert mask[sy, sx] == 255 and mask[ty, tx] == 255, "a point off the dragged object"
+            worst.append(np.abs(src[sy, sx] - tgt[ty, tx]).max())
+    worst = np.array(worst)
+    assert len(worst) > 300
+    assert np.percentile(worst, 95) <= 12 and worst.max() <= 40, (np.percentile(worst, [50, 95, 100]))
+
+
+def test_points_move_with_the_object_jpg(jpg_run):
+    diffs = []
+    for s in jpg_run:
+        src, tgt = s["src"].astype(int), s["tgt"].astype(int)
+        for (sx, sy), (tx, ty) in _pixel_pairs(s):
+            a = src[round(sy) - 1: round(sy) + 2, round(sx) - 1: round(sx) + 2].reshape(-1, 3).mean(0)
+            b = tgt[round(ty) - 1: round(ty) + 2, round(tx) - 1: round(tx) + 2].reshape(-1, 3).mean(0)
+            diffs.append(np.abs(a - b).max())
+    assert np.percentile(diffs, 95) <= 16 and np.max(diffs) <= 48, np.percentile(diffs, [50, 95, 100])
+
+
+def test_a_point_not_moved_would_fail(png_run):
+    """The colour check has teeth: points with the displacement dropped mostly land on other colours."""
+    misses = total = 0
+    for s in png_run:
+        src, tgt = s["src"].astype(int), s["tgt"].astype(int)
+        for (sx, sy), _ in _pixel_pairs(s):
+            total += 1
+            misses += np.abs(src[round(sy), round(sx)] - tgt[round(sy), round(sx)]).max() > 12
+    assert misses > 0.5 * total
+
+
+def test_mask_covers_exactly_what_changed(png_run):
+    changed_share = []
+    for s in png_run:
+        changed = (s["src"] != s["tgt"]).any(axis=2)
+        mask = s["mask"] == 255
+        assert set(np.unique(s["mask"])) <= {0, 255}
+        assert not (changed & ~mask).any(), "a pixel changed outside the mask"
+        changed_share.append(changed[mask].mean())
+    # The mask is the object's region before and after, not a loose box: much of it really changed (where
+    # the object overlaps itself, flat colours can stay the same).
+    assert np.median(changed_share) > 0.5 and min(changed_share) > 0.1, np.percentile(changed_share, [0, 5, 50])
+
+
+def test_objects_are_visible_and_inside(png_run):
+    for s in png_run:
+        meta = s["json"]
+        assert 1 <= len(meta["objects"]) <= 4
+        for obj in meta["objects"]:
+            x0, y0, x1, y1 = obj["bbox"]
+            assert 0 <= x0 < x1 <= meta["width"] and 0 <= y0 < y1 <= meta["height"]
+            assert (x1 - x0) * (y1 - y0) >= 64
+        assert meta["caption"] == meta["prompt"] and meta["caption_source"] == "template"

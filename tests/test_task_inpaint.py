@@ -1,0 +1,102 @@
+"""inpaint: holes and bands checked on decoded shards."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collage.api import generate_run, iter_samples
+from collage.assets import AssetLibrary
+from pixel_checks import assert_sprites_shown, bbox, layers, visible_regions
+
+FILL = 128
+
+
+@pytest.fixture(scope="module")
+def lib():
+    return AssetLibrary(warn=False)
+
+
+@pytest.fixture(scope="module")
+def png_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("inpaint_png")
+    generate_run(out=str(out), task="inpaint", n=120, seed=3, size=192, ops=["inpaint", "outpaint"],
+                 image_format="png", backend="local")
+    return out
+
+
+@pytest.fixture(scope="module")
+def samples(png_run):
+    return list(iter_samples(str(png_run)))
+
+
+def test_both_ops_and_every_mask_kind(samples):
+    kinds = {(s["json"]["op"], s["json"]["mask_kind"]) for s in samples}
+    assert kinds == {("inpaint", "scribble"), ("inpaint", "blob"), ("inpaint", "block"), ("outpaint", "edge")}
+
+
+def test_src_is_tgt_with_a_grey_hole(samples):
+    for s in samples:
+        mask, src, tgt = s["mask"], s["src"], s["tgt"]
+        assert set(np.unique(mask)) <= {0, 255}
+        hole = mask == 255
+        assert 0.03 <= hole.mean() <= 0.6, s["__key__"]
+        assert np.array_equal(src[~hole], tgt[~hole]), s["__key__"]
+        assert (src[hole] == FILL).all(), s["__key__"]
+        assert s["json"]["fill"] == [FILL] * 3
+
+
+def test_outpaint_masks_are_bands_on_the_named_sides(samples):
+    outs = [s for s in samples if s["json"]["op"] == "outpaint"]
+    assert len(outs) > 10
+    for s in outs:
+        h, w = s["mask"].shape
+        known = s["mask"] == 0
+        x0, y0, x1, y1 = bbox(known)
+        assert known[y0:y1, x0:x1].all(), "the known part is one rectangle"
+        bands = {"left": x0 / w, "right": (w - x1) / w, "top": y0 / h, "bottom": (h - y1) / h}
+        sides = s["json"]["sides"]
+        assert sides and all(side in s["json"]["prompt"] for side in sides)
+        for side, share in bands.items():
+            if side in sides:
+                assert 0.1 - 1 / min(w, h) <= share <= 0.5 + 1 / min(w, h), (s["__key__"], side, share)
+            else:
+                assert share == 0, (s["__key__"], side)
+
+
+def test_objects_and_hidden_objects_are_true_to_the_pixels(samples, lib):
+    collages = [s for s in samples if s["json"]["objects"]]
+    assert len(collages) > 40
+    said_hidden = 0
+    for s in collages:
+        meta = s["json"]
+        h, w = s["mask"].shape
+        stack = layers(lib, meta["objects"], w, h)
+        assert_sprites_shown(s["tgt"], stack)
+        for (entry, _, _), region in zip(stack, visible_regions(stack)):
+            assert entry["name"] in meta["prompt"]
+            under = np.count_nonzero(region & (s["mask"] == 255))
+            if entry["id"] in meta["hidden_objects"]:
+                said_hidden += 1
+                assert under >= 16 and f"hides part of" in meta["prompt"]
+            else:
+                assert under < max(16, 0.05 * np.count_nonzero(region))
+    assert said_hidden > 10
+
+
+def test_jpg_shards_keep_outside_the_hole(tmp_path):
+    generate_run(out=str(tmp_path), task="inpaint", n=12, seed=5, size=192, ops=["inpaint"], backend="local")
+    for s in iter_samples(str(tmp_path)):
+        outside = s["mask"] == 0
+        diff = np.abs(s["src"].astype(int) - s["tgt"].astype(int))[outside]
+        assert diff.mean() < 2.0
+
+
+def test_deterministic(png_run, tmp_path):
+    generate_run(out=str(tmp_path), task="inpaint", n=120, seed=3, size=192, ops=["inpaint", "outpaint"],
+                 image_format="png", backend="local")
+    digest = lambda d: sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in Path(d).glob("*.tar"))  # noqa: E731
+    assert digest(png_run) == digest(tmp_path)
