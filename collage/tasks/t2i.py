@@ -98,6 +98,14 @@ def counted(n: int, name: str) -> str:
     return f"{NUMBER_WORDS[n]} {name if n == 1 else plural(name)}"
 
 
+def where_phrase(positions: list[str]) -> str:
+    """ "at the top" for one shape; "(two at the top, one in the center)" for several."""
+    if len(positions) == 1:
+        return POSITION_PHRASES[positions[0]]
+    tally = {p: positions.count(p) for p in dict.fromkeys(positions)}
+    return "(" + ", ".join(f"{NUMBER_WORDS[n]} {POSITION_PHRASES[p]}" for p, n in tally.items()) + ")"
+
+
 def join_words(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
@@ -190,7 +198,7 @@ def generate_text(rng: np.random.Generator, assets: AssetLibrary, width: int, he
     gap = max(4, round(0.02 * short))
     taken: list[Polygon] = []
     texts, objects = [], []
-    for index in range(int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))):
+    for _ in range(int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))):
         for _ in range(6):
             text = draw_string(rng)
             font_row = assets.fonts[int(rng.integers(len(assets.fonts)))]
@@ -232,7 +240,7 @@ def generate_text(rng: np.random.Generator, assets: AssetLibrary, width: int, he
                 "size": size_word(h, short, TEXT_SIZE_LIMITS), "position": position_word(bbox, width, height),
                 "bbox": bbox,
             })
-            objects.append({"id": index, "asset": font_row["id"], "name": text, "bbox": bbox})
+            objects.append({"id": len(objects), "asset": font_row["id"], "name": text, "bbox": bbox})
             break
     if not texts:
         raise Reject("no string could be placed legibly")
@@ -297,17 +305,41 @@ def place_outline(rng: np.random.Generator, outline: np.ndarray, width: int, hei
                   gap: float, tries: int = 30) -> np.ndarray | None:
     """The outline moved to a spot fully on the canvas, at least `gap` px from every taken shape."""
     lo, hi = outline.min(axis=0), outline.max(axis=0)
+    (x_lo, y_lo), (x_hi, y_hi) = 2 - lo, (width - 3 - hi[0], height - 3 - hi[1])
+    if x_lo > x_hi or y_lo > y_hi:
+        return None
     for _ in range(tries):
-        cx = rng.uniform(2 - lo[0], width - 3 - hi[0])
-        cy = rng.uniform(2 - lo[1], height - 3 - hi[1])
-        if not (math.isfinite(cx) and math.isfinite(cy)) or cx > width - 3 - hi[0] or cy > height - 3 - hi[1]:
-            return None
-        pts = outline + (cx, cy)
+        pts = outline + (rng.uniform(x_lo, x_hi), rng.uniform(y_lo, y_hi))
         poly = Polygon(pts)
         if all(poly.distance(other) >= gap for other in taken):
             taken.append(poly)
             return pts
     return None
+
+
+def own_components(mask: np.ndarray, outlines: list[np.ndarray]) -> list[list[int]] | None:
+    """Each outline's component box when the mask's pixels are exactly one component per outline, else None.
+
+    Works on each outline's padded box (a full-canvas labelling with stats costs ~2 ms): each box must hold
+    exactly one component that spans the outline's box (±2 px), and no mask pixel may lie outside them.
+    """
+    height, width = mask.shape
+    rest = mask.copy()
+    out = []
+    for pts in outlines:
+        x0, y0 = max(int(pts[:, 0].min()) - 2, 0), max(int(pts[:, 1].min()) - 2, 0)
+        x1, y1 = min(int(pts[:, 0].max()) + 4, width), min(int(pts[:, 1].max()) + 4, height)
+        count, _, stats, _ = cv2.connectedComponentsWithStats(mask[y0:y1, x0:x1], connectivity=8)
+        if count != 2:
+            return None
+        bx, by, bw, bh, _ = stats[1]
+        found = [int(x0 + bx), int(y0 + by), int(x0 + bx + bw), int(y0 + by + bh)]
+        expect = [pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max() + 1, pts[:, 1].max() + 1]
+        if any(abs(a - b) > 2 for a, b in zip(found, expect)):
+            return None
+        rest[y0:y1, x0:x1] = 0
+        out.append(found)
+    return out if cv2.countNonZero(rest) == 0 else None
 
 
 def generate_shapes(rng: np.random.Generator, assets: AssetLibrary, width: int, height: int) -> Sample:
@@ -334,20 +366,12 @@ def generate_shapes(rng: np.random.Generator, assets: AssetLibrary, width: int, 
             cv2.fillPoly(canvas, [np.round(pts * 16).astype(np.int32)], PALETTE[colours[g]], cv2.LINE_AA, shift=4)
             drawn[g].append(pts)
 
-    # The truth, read back from the pixels: one component of the group's colour per drawn shape.
+    # The truth, read back from the pixels: one component of the group's colour per drawn shape, nothing else.
     facts, objects = [], []
     for g in range(n_groups):
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(colour_mask(canvas, PALETTE[colours[g]]), connectivity=8)
-        components = [[int(x), int(y), int(x + w), int(y + h)] for x, y, w, h, _ in stats[1:]]
-        if len(components) != len(drawn[g]):
-            raise Reject(f"{len(components)} components of {colours[g]} for {len(drawn[g])} shapes")
-        bboxes = []
-        for pts in drawn[g]:
-            expect = [pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max() + 1, pts[:, 1].max() + 1]
-            match = [c for c in components if all(abs(a - b) <= 2 for a, b in zip(c, expect))]
-            if len(match) != 1:
-                raise Reject("a shape's pixels do not form its own component")
-            bboxes.append(match[0])
+        bboxes = own_components(colour_mask(canvas, PALETTE[colours[g]]), drawn[g])
+        if bboxes is None:
+            raise Reject(f"the {colours[g]} pixels are not exactly the {len(drawn[g])} drawn shapes")
         words = {size_word(max(b[2] - b[0], b[3] - b[1]), short, SHAPE_SIZE_LIMITS) for b in bboxes}
         if words != {sizes[g]}:
             raise Reject("a shape's measured size is not its group's size")
@@ -360,7 +384,7 @@ def generate_shapes(rng: np.random.Generator, assets: AssetLibrary, width: int, 
     opening = ("An image of", "A picture with", "Flat geometric shapes:", "A simple illustration of")[int(rng.integers(4))]
     parts = []
     for f in facts:
-        where = join_words([POSITION_PHRASES[p] for p in f["positions"]])
+        where = where_phrase(f["positions"])
         parts.append(f"{NUMBER_WORDS[f['count']]} {f['size']} {f['color']} "
                      f"{f['kind'] if f['count'] == 1 else plural(f['kind'])} {where}")
     prompt = f"{opening} {join_words(parts)}."
@@ -370,29 +394,26 @@ def generate_shapes(rng: np.random.Generator, assets: AssetLibrary, width: int, 
 
 # --- stickers --------------------------------------------------------------------------------------
 
-def silhouette_on_canvas(layer: Layer, width: int, height: int) -> np.ndarray:
-    alpha = np.zeros((height, width), np.uint8)
-    warped = warp_layer(layer.sprite.rgba, layer.matrix, width, height)
-    if warped is not None:
-        x0, y0, crop = warped
-        alpha[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop[..., 3]
-    return alpha
-
-
 def place_inside(rng: np.random.Generator, sprite, container: Layer, width: int, height: int) -> np.ndarray | None:
     """A matrix that puts `sprite` (small) wholly on solid pixels of the container, or None."""
-    solid = silhouette_on_canvas(container, width, height) >= 250
+    warped = warp_layer(container.sprite.rgba, container.matrix, width, height)
+    if warped is None:
+        return None
+    x0, y0, crop = warped
     container_long = max(container.sprite.rgba.shape[:2]) * float(np.hypot(*container.matrix[:, 0]))
     long_side = rng.uniform(0.22, 0.36) * container_long
     scale = long_side / max(sprite.rgba.shape[:2])
     angle = rng.uniform(-10, 10)
     reach = int(math.ceil(0.5 * long_side * math.sqrt(2))) + 2  # the sprite's footprint fits in this radius
-    room = cv2.erode(solid.view(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2))
-    ys, xs = np.nonzero(room)
+    # Distance to the nearest non-solid pixel (the crop's border counts as outside): a centre this deep
+    # keeps the whole footprint on solid pixels of the container.
+    solid = np.pad((crop[..., 3] >= 250).view(np.uint8), 1)
+    depth = cv2.distanceTransform(solid, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    ys, xs = np.nonzero(depth > reach)
     if len(xs) == 0:
         return None
     k = int(rng.integers(len(xs)))
-    return sprite_matrix(sprite.rgba.shape[:2], scale, angle, (float(xs[k]), float(ys[k])))
+    return sprite_matrix(sprite.rgba.shape[:2], scale, angle, (float(xs[k] + x0), float(ys[k] + y0)))
 
 
 def place_overlapping(rng: np.random.Generator, sprite, under: Layer, width: int, height: int) -> np.ndarray | None:
@@ -410,6 +431,17 @@ def place_overlapping(rng: np.random.Generator, sprite, under: Layer, width: int
         if box(0.5, 0.5, width - 1.5, height - 1.5).contains(poly):
             return matrix
     return None
+
+
+def shared_window(upper: Layer, lower: Layer, width: int, height: int) -> tuple[slice, slice] | None:
+    """The canvas window where two layers' footprints overlap (a little padded), or None."""
+    ux0, uy0, ux1, uy1 = footprint(upper.sprite.rgba.shape[:2], upper.matrix).bounds
+    lx0, ly0, lx1, ly1 = footprint(lower.sprite.rgba.shape[:2], lower.matrix).bounds
+    x0, y0 = max(int(max(ux0, lx0)) - 2, 0), max(int(max(uy0, ly0)) - 2, 0)
+    x1, y1 = min(int(min(ux1, lx1)) + 3, width), min(int(min(uy1, ly1)) + 3, height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return slice(y0, y1), slice(x0, x1)
 
 
 def sticker_relations(rendered, layers: list[Layer], objects: list[dict], width: int, height: int) -> dict:
@@ -438,18 +470,34 @@ def sticker_relations(rendered, layers: list[Layer], objects: list[dict], width:
             if (0 <= gap_x <= near and overlap_y >= 0.3 * min(a[3] - a[1], b[3] - b[1])) or \
                     (0 <= gap_y <= near and overlap_x >= 0.3 * min(a[2] - a[0], b[2] - b[0])):
                 found.append("next to")
-            if i > j:  # layer i is drawn over layer j
-                top, under = rendered.alphas[i], rendered.alphas[j]
+            if i > j and (window := shared_window(layers[i], layers[j], width, height)) is not None:
+                # layer i is drawn over layer j and their footprints meet: compare silhouettes there
+                top, under = rendered.alphas[i][window], rendered.alphas[j][window]
                 strictly_within = a[0] > b[0] and a[1] > b[1] and a[2] < b[2] and a[3] < b[3]
-                if strictly_within and np.all(under[top > 0] >= 128):
+                if strictly_within and np.all(under[top > 0] >= 128) and \
+                        np.count_nonzero(top) == np.count_nonzero(rendered.alphas[i]):
                     found.append("inside")
                 else:
                     shared = int(np.count_nonzero((top >= 128) & (under >= 128)))
-                    if shared >= max(64, 0.05 * np.count_nonzero(under >= 128)):
+                    if shared >= max(64, 0.05 * np.count_nonzero(rendered.alphas[j] >= 128)):
                         found.append("on top of")
             if found:
                 out[(i, j)] = found
     return out
+
+
+def stands_out(rendered, background: np.ndarray, i: int, bbox: list[int], min_fraction: float = 0.3) -> bool:
+    """Whether enough of layer i's visible pixels differ clearly (> COLOUR_TOL in a channel) from the background.
+
+    A black note on a black photo region is not something a prompt may say is there.
+    """
+    x0, y0, x1, y1 = bbox
+    window = slice(y0, y1), slice(x0, x1)
+    seen = rendered.alphas[i][window] >= 128
+    for above in rendered.alphas[i + 1:]:
+        seen &= above[window] < 128
+    diff = cv2.absdiff(rendered.rgb[window], background[window]).max(axis=2)
+    return np.count_nonzero(diff[seen] > COLOUR_TOL) >= min_fraction * max(np.count_nonzero(seen), 1)
 
 
 def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int, height: int) -> Sample:
@@ -497,6 +545,9 @@ def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int
     objects = objects_json(scene, rendered)
     if len(objects) != len(scene.layers):
         raise Reject("a sticker is not visible")
+    for o in objects:
+        if not stands_out(rendered, background, o["id"], o["bbox"]):
+            raise Reject(f"the {o['name']} blends into what is under it")
     for o in objects:
         o["matrix"] = np.round(scene.layers[o["id"]].matrix, 6).tolist()
     counts: dict[str, int] = {}
