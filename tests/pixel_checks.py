@@ -53,11 +53,23 @@ def solid_regions(stack: list[tuple[dict, np.ndarray, np.ndarray]]) -> list[np.n
     return out
 
 
-def assert_sprites_shown(image: np.ndarray, stack, min_pixels: int = 1) -> None:
-    """Every object's sprite is really in the (lossless) image where it is opaque and uncovered."""
-    for (entry, _, rgb), solid in zip(stack, solid_regions(stack)):
-        assert np.count_nonzero(solid) >= min_pixels, f"{entry['name']} has no uncovered opaque pixel"
+def assert_sprites_shown(image: np.ndarray, stack) -> None:
+    """Every object's sprite is really in the (lossless) image where its json puts it.
+
+    Where the sprite is opaque and uncovered the pixel is the sprite's; where it is partly transparent
+    (alpha ≥ VISIBLE_ALPHA) and uncovered, premultiplied 'over' bounds it: rgb ≤ pixel ≤ rgb + 255 − alpha.
+    """
+    for i, (entry, alpha, rgb) in enumerate(stack):
+        uncovered = alpha >= VISIBLE_ALPHA
+        for _, above, _ in stack[i + 1:]:
+            uncovered &= above == 0
+        assert uncovered.any(), f"{entry['name']} has no uncovered pixel"
+        solid = uncovered & (alpha == 255)
         assert np.array_equal(image[solid], rgb[solid]), f"{entry['name']} is not drawn where its json puts it"
+        pixel = image[uncovered].astype(int)
+        low = rgb[uncovered].astype(int)
+        high = low + (255 - alpha[uncovered].astype(int))[:, None]
+        assert ((pixel >= low - 1) & (pixel <= high + 1)).all(), f"{entry['name']}: pixels outside the 'over' bounds"
 
 
 def bbox(mask: np.ndarray) -> list[int] | None:

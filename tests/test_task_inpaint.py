@@ -100,3 +100,12 @@ def test_deterministic(png_run, tmp_path):
                  image_format="png", backend="local")
     digest = lambda d: sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in Path(d).glob("*.tar"))  # noqa: E731
     assert digest(png_run) == digest(tmp_path)
+
+
+def test_the_sprite_check_catches_a_misplaced_object(samples, lib):
+    s = next(s for s in samples if s["json"]["objects"])
+    h, w = s["mask"].shape
+    entry = dict(s["json"]["objects"][-1])
+    entry["matrix"] = [row[:2] + [row[2] + 4] for row in entry["matrix"]]  # 4 px off
+    with pytest.raises(AssertionError):
+        assert_sprites_shown(s["tgt"], layers(lib, s["json"]["objects"][:-1] + [entry], w, h))
