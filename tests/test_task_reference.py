@@ -1,0 +1,153 @@
+"""reference: condition maps and subjects checked on decoded shards."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from collage.api import generate_run, iter_samples
+from collage.assets import AssetLibrary
+from collage.tasks import GenConfig, get_task
+from collage.errors import Reject
+from pixel_checks import assert_sprites_shown, colour_mask, layers, visible_regions
+
+OPS = ["canny", "depth", "seg", "subject"]
+
+
+@pytest.fixture(scope="module")
+def lib():
+    return AssetLibrary(warn=False)
+
+
+@pytest.fixture(scope="module")
+def png_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference_png")
+    generate_run(out=str(out), task="reference", n=120, seed=11, size=192, ops=OPS, image_format="png",
+                 backend="local")
+    return out
+
+
+@pytest.fixture(scope="module")
+def by_op(png_run):
+    out: dict[str, list] = {op: [] for op in OPS}
+    for s in iter_samples(str(png_run)):
+        out[s["json"]["op"]].append(s)
+    assert all(len(v) >= 15 for v in out.values())
+    return out
+
+
+def test_canny_is_the_edges_of_the_target(by_op, lib):
+    for s in by_op["canny"]:
+        cond = s["json"]["condition"]
+        assert cond["kind"] == "canny" and s["cond"].ndim == 2
+        edges = cv2.Canny(cv2.cvtColor(s["tgt"], cv2.COLOR_RGB2GRAY), cond["low"], cond["high"])
+        assert (edges != s["cond"]).mean() <= 0.001, s["__key__"]
+        assert s["cond"].any()
+        h, w = s["cond"].shape
+        assert_sprites_shown(s["tgt"], layers(lib, s["json"]["objects"], w, h))
+
+
+def test_depth_is_layer_order(by_op, lib):
+    overlaps = 0
+    for s in by_op["depth"]:
+        meta, depth = s["json"], s["cond"]
+        assert meta["condition"]["source"] == "layers" and depth.ndim == 2
+        h, w = depth.shape
+        stack = layers(lib, meta["objects"], w, h)
+        assert_sprites_shown(s["tgt"], stack)
+        regions = visible_regions(stack)
+        value = {lv["id"]: lv["value"] for lv in meta["condition"]["levels"]}
+        anything = np.zeros((h, w), bool)
+        for (entry, _, _), region in zip(stack, regions):
+            assert (depth[region] == value[entry["id"]]).all(), s["__key__"]
+            anything |= region
+        assert (depth[~anything] == 0).all()
+        # Where two objects overlap, the one on top is nearer (brighter) than the one below it.
+        for i, (low, low_alpha, _) in enumerate(stack):
+            for high, high_alpha, _ in stack[i + 1:]:
+                both = (low_alpha >= 128) & (high_alpha >= 128)
+                if both.any():
+                    overlaps += 1
+                    assert (depth[both] >= value[high["id"]]).all() and value[high["id"]] > value[low["id"]]
+    assert overlaps > 3
+
+
+def test_seg_legend_colours_lie_exactly_on_their_objects(by_op, lib):
+    for s in by_op["seg"]:
+        meta, seg = s["json"], s["cond"]
+        assert seg.ndim == 3
+        h, w = seg.shape[:2]
+        stack = layers(lib, meta["objects"], w, h)
+        assert_sprites_shown(s["tgt"], stack)
+        legend = {entry["id"]: entry for entry in meta["condition"]["legend"]}
+        covered = np.zeros((h, w), bool)
+        for (entry, _, _), region in zip(stack, visible_regions(stack)):
+            item = legend[entry["id"]]
+            assert item["name"] == entry["name"] and f"{item['color_name']} is the {entry['name']}" in meta["prompt"]
+            assert np.array_equal(colour_mask(seg, item["color"]), region), s["__key__"]
+            covered |= region
+        assert (seg[~covered] == legend[None]["color"]).all()
+        colours = [tuple(e["color"]) for e in meta["condition"]["legend"]]
+        assert len(set(colours)) == len(colours)
+
+
+def test_subject_sprite_is_in_both_images(by_op, lib):
+    for s in by_op["subject"]:
+        meta = s["json"]
+        cond = meta["condition"]
+        h, w = s["tgt"].shape[:2]
+        assert cond["name"] == cond["source"]["name"] == cond["target"]["name"] and cond["name"] in meta["prompt"]
+        assert cond["source"]["asset"] == cond["target"]["asset"]
+        assert cond["source"] in cond["source_objects"] and cond["target"] in meta["objects"]
+        assert_sprites_shown(s["src"], layers(lib, cond["source_objects"], w, h))
+        assert_sprites_shown(s["tgt"], layers(lib, meta["objects"], w, h))
+        assert [o["name"] for o in meta["objects"]].count(cond["name"]) == 1
+        assert len(cond["source_objects"]) >= 2
+
+
+def test_deterministic(png_run, tmp_path):
+    generate_run(out=str(tmp_path), task="reference", n=120, seed=11, size=192, ops=OPS, image_format="png",
+                 backend="local")
+    digest = lambda d: sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in Path(d).glob("*.tar"))  # noqa: E731
+    assert digest(png_run) == digest(tmp_path)
+
+
+def test_photo_depth_from_a_local_model(tmp_path, monkeypatch, lib):
+    """A tiny randomly initialised DPT saved locally: the loading path, shapes and normalisation (no download)."""
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    torch.manual_seed(0)
+    config = transformers.DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37,
+                                    image_size=32, patch_size=8, backbone_out_indices=[0, 1, 2, 3],
+                                    neck_hidden_sizes=[16, 16, 32, 32], fusion_hidden_size=16, head_hidden_size=16,
+                                    reassemble_factors=[4, 2, 1, 0.5])
+    transformers.DPTForDepthEstimation(config).save_pretrained(tmp_path)
+    transformers.DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False).save_pretrained(tmp_path)
+    monkeypatch.setenv("COLLAGE_DEPTH_MODEL", str(tmp_path))
+    if not lib.photos:
+        pytest.skip("no photos in the asset library")
+    generate = get_task("reference").generate
+    made = []
+    for seed in range(40):
+        try:
+            sample = generate(np.random.default_rng(seed), lib, GenConfig("depth", 160, 96))
+        except Reject:
+            continue
+        made.append(sample)
+        if sample.meta["condition"]["source"] == "model":
+            again = generate(np.random.default_rng(seed), lib, GenConfig("depth", 160, 96))
+            break
+    else:
+        pytest.fail("no photo depth sample in 40 draws")
+    depth = sample.images["cond"]
+    assert depth.shape == (96, 160) and depth.dtype == np.uint8 and sample.images["tgt"].shape == (96, 160, 3)
+    assert depth.min() == 0 and depth.max() == 255
+    assert sample.meta["objects"] == [] and sample.meta["condition"]["near"] == 255
+    assert np.array_equal(again.images["cond"], depth)
+    assert any(m.meta["condition"]["source"] == "layers" for m in made) or len(made) == 1

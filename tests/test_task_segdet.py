@@ -1,0 +1,96 @@
+"""segdet: recolouring and boxes checked on decoded shards."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collage.api import generate_run, iter_samples
+from collage.assets import AssetLibrary
+from collage.palette import PALETTE
+from pixel_checks import assert_sprites_shown, bbox, colour_mask, layers, visible_regions
+
+OPS = ["segment", "detect"]
+
+
+@pytest.fixture(scope="module")
+def lib():
+    return AssetLibrary(warn=False)
+
+
+@pytest.fixture(scope="module")
+def png_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("segdet_png")
+    generate_run(out=str(out), task="segdet", n=100, seed=13, size=192, ops=OPS, image_format="png", backend="local")
+    return out
+
+
+@pytest.fixture(scope="module")
+def samples(png_run):
+    return list(iter_samples(str(png_run)))
+
+
+def named(sample, lib):
+    """(json entry, visible region) of the object the prompt names, from its sprite and placement."""
+    meta = sample["json"]
+    h, w = sample["tgt"].shape[:2]
+    stack = layers(lib, meta["objects"], w, h)
+    assert_sprites_shown(sample["src"], stack)
+    for (entry, _, _), region in zip(stack, visible_regions(stack)):
+        if entry["id"] == meta["target_object"]:
+            return entry, region
+    raise AssertionError("the target object is not listed")
+
+
+def test_colour_is_named_from_the_palette_and_in_the_prompt(samples):
+    assert {s["json"]["op"] for s in samples} == set(OPS)
+    for s in samples:
+        meta = s["json"]
+        assert tuple(meta["color"]) == PALETTE[meta["color_name"]] and meta["color_name"] in meta["prompt"]
+        assert not colour_mask(s["src"], meta["color"]).any(), "the colour must be new to the image"
+
+
+def test_segment_paints_exactly_the_visible_object(samples, lib):
+    segments = [s for s in samples if s["json"]["op"] == "segment"]
+    assert len(segments) > 20
+    for s in segments:
+        entry, region = named(s, lib)
+        meta = s["json"]
+        assert entry["name"] in meta["prompt"]
+        painted = colour_mask(s["tgt"], meta["color"])
+        assert np.array_equal(painted, region), s["__key__"]
+        assert np.array_equal(s["src"][~painted], s["tgt"][~painted])
+        h, w = region.shape
+        x0, y0, x1, y1 = bbox(region)
+        assert np.allclose(meta["boxes"], [[x0 / w, y0 / h, x1 / w, y1 / h]], atol=1e-6)
+
+
+def test_detect_draws_the_tight_box(samples, lib):
+    detects = [s for s in samples if s["json"]["op"] == "detect"]
+    assert len(detects) > 20
+    for s in detects:
+        entry, region = named(s, lib)
+        meta = s["json"]
+        h, w = region.shape
+        [box] = meta["boxes"]
+        assert all(0 <= v <= 1 for v in box)
+        x0, y0, x1, y1 = (round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h))
+        assert [x0, y0, x1, y1] == bbox(region), "the box is the object's tight box"
+        drawn = colour_mask(s["tgt"], meta["color"])
+        assert bbox(drawn) == [x0, y0, x1, y1], "the frame's outer edge is the box"
+        # A closed frame: the box's outermost rows and columns are painted; the middle is not.
+        assert drawn[y0, x0:x1].all() and drawn[y1 - 1, x0:x1].all()
+        assert drawn[y0:y1, x0].all() and drawn[y0:y1, x1 - 1].all()
+        cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
+        assert not drawn[cy, cx]
+        assert np.array_equal(s["src"][~drawn], s["tgt"][~drawn])
+
+
+def test_deterministic(png_run, tmp_path):
+    generate_run(out=str(tmp_path), task="segdet", n=100, seed=13, size=192, ops=OPS, image_format="png",
+                 backend="local")
+    digest = lambda d: sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in Path(d).glob("*.tar"))  # noqa: E731
+    assert digest(png_run) == digest(tmp_path)
