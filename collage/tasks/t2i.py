@@ -5,8 +5,10 @@ Every fact is measured on the finished pixels (or the exact layer alphas), never
   sizes, colours and stroke widths (a thicker stroke of the fill colour, or an outline in a second colour).
   Each string is placed whole on the canvas with a gap to the others; its fill (and outline) colour is a
   palette colour that no more than 1 % of the background under it comes near, and far from that
-  background's mean where the palette allows. `bbox` is the tight box of every pixel the string's ink
-  touches. objects: one per string, `name` = the string, `asset` = the font id.
+  background's mean where the palette allows. At least LEGIBLE of the pixels its glyphs cover (coverage
+  ≥ 50 %) must show that colour within COLOUR_TOL after drawing (and as much of an outline, its colour), or
+  the string is drawn again: thin strokes at small sizes blend away. `bbox` is the tight box of every
+  pixel the string's ink touches. objects: one per string, `name` = the string, `asset` = the font id.
 - `shapes`: 1-4 groups of filled geometric shapes (SHAPE_KINDS), one palette colour per group, no colour
   present near any background pixel. Shapes keep a gap from each other, so each one is one connected
   component of its colour; after drawing, the components of every group colour are counted on the image
@@ -15,8 +17,8 @@ Every fact is measured on the finished pixels (or the exact layer alphas), never
   `name` = "<colour> <kind>", `asset` = "shape:<kind>".
 - `stickers`: stickers placed on a background, some repeated, sometimes one inside or overlapping another.
   `counts` are the visible instances per name; relations are computed from the rendered layers (RELATIONS)
-  between objects whose name occurs once. objects: `objects_json` plus each layer's `matrix` (sprite
-  pixels → canvas), so a checker can re-render the sprites and hold the boxes against the pixels.
+  between objects whose name occurs once. objects: `placed_objects` (each layer's exact `matrix`, sprite
+  pixels → canvas, too), so a checker can re-render the sprites and hold the boxes against the pixels.
 
 Words used in prompts (also stored in the facts):
 - position: the 3×3 grid cell of the box centre: "top left", "top", "top right", "left", "center",
@@ -43,7 +45,8 @@ from ..palette import NAMES, PALETTE, contrasting
 from ..render import Layer, Scene, mask_bbox, render, warp_layer
 from ..sample import Sample
 from . import GenConfig, register
-from .common import objects_json, require_visible
+from .common import require_visible
+from .labels import placed_objects
 from .t2i_words import PHRASES, WORDS
 
 OPS = ("text", "shapes", "stickers")
@@ -56,7 +59,8 @@ SHAPE_SIZE_DRAW = {"small": (0.07, 0.105), "medium": (0.135, 0.2), "large": (0.2
 SHAPE_MAX_COUNT = {"small": 6, "medium": 4, "large": 2}
 SHAPE_KINDS = ("circle", "oval", "square", "rectangle", "triangle", "diamond", "pentagon", "hexagon", "octagon",
                "star", "heart", "cross")
-MIN_FONT_PX = 10
+MIN_FONT_PX = 12
+LEGIBLE = 0.6  # share of a string's stroke pixels that must show its colour within COLOUR_TOL
 MIN_SHAPE_PX = 12
 NEXT_TO_GAP = 0.08  # "next to": boxes apart by at most this × the shorter canvas side
 SIDE_MARGIN = 0.02  # "left of"/"above": boxes apart by at least this × the canvas width/height
@@ -147,25 +151,36 @@ def load_font(path: str, px: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, px)
 
 
-def text_masks(font: ImageFont.FreeTypeFont, text: str, stroke: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ink, fill) uint8 coverage of the string, both cropped to the tight box of the ink (fill ⊆ ink)."""
+def text_masks(font: ImageFont.FreeTypeFont, text: str, stroke: int,
+               with_fill: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """(ink, fill) uint8 coverage of the string cropped to the tight box of the ink (fill ⊆ ink; None unless asked)."""
     left, top, right, bottom = font.getbbox(text, stroke_width=stroke)
-    size = (right - left + 2, bottom - top + 2)
-    ink_image, fill_image = Image.new("L", size), Image.new("L", size)
-    ImageDraw.Draw(ink_image).text((1 - left, 1 - top), text, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
-    ImageDraw.Draw(fill_image).text((1 - left, 1 - top), text, fill=255, font=font)
-    ink, fill = np.asarray(ink_image), np.asarray(fill_image)
+    size, origin = (right - left + 2, bottom - top + 2), (1 - left, 1 - top)
+    ink_image = Image.new("L", size)
+    ImageDraw.Draw(ink_image).text(origin, text, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
+    ink = np.asarray(ink_image)
     bbox = mask_bbox(ink > 0)
     if bbox is None:
-        return ink[:0, :0], fill[:0, :0]
+        return ink[:0, :0], None
     x0, y0, x1, y1 = bbox
-    return ink[y0:y1, x0:x1], fill[y0:y1, x0:x1]
+    fill = None
+    if with_fill:  # the glyphs alone, drawn at the same origin: what an outline surrounds
+        fill_image = Image.new("L", size)
+        ImageDraw.Draw(fill_image).text(origin, text, fill=255, font=font)
+        fill = np.asarray(fill_image)[y0:y1, x0:x1]
+    return ink[y0:y1, x0:x1], fill
 
 
 def paint(region: np.ndarray, coverage: np.ndarray, rgb: tuple[int, int, int]) -> None:
     """In place: region ← region·(1 − a) + rgb·a, with a = coverage / 255."""
     a = coverage.astype(np.uint16)[..., None]
     region[:] = ((region.astype(np.uint16) * (255 - a) + np.array(rgb, np.uint16) * a + 127) // 255).astype(np.uint8)
+
+
+def legible(painted: np.ndarray, strokes: np.ndarray, colour: str) -> bool:
+    """Whether at least LEGIBLE of the stroke pixels really show `colour` (within COLOUR_TOL) after painting."""
+    shown = np.count_nonzero(colour_mask(painted, PALETTE[colour])[strokes])
+    return shown >= max(8, LEGIBLE * np.count_nonzero(strokes))
 
 
 def draw_string(rng: np.random.Generator) -> str:
@@ -207,16 +222,16 @@ def generate_text(rng: np.random.Generator, assets: AssetLibrary, width: int, he
             stroke_frac = rng.uniform(0.03, 0.08)
             path = str(resolve_path(font_row))
             stroke = 0 if style == "plain" else max(1, round(px * stroke_frac))
-            ink, fill = text_masks(load_font(path, px), text, stroke)
+            ink, _ = text_masks(load_font(path, px), text, stroke)
             fit = min((width - 8) / max(ink.shape[1], 1), (height - 8) / max(ink.shape[0], 1))
             if fit < 1:  # too long for this canvas: shrink to fit
                 px = int(px * fit * 0.95)
                 if px < MIN_FONT_PX:
                     continue
                 stroke = 0 if style == "plain" else max(1, round(px * stroke_frac))
-                ink, fill = text_masks(load_font(path, px), text, stroke)
+                ink, _ = text_masks(load_font(path, px), text, stroke)
             h, w = ink.shape
-            if h == 0 or not fill.any():
+            if h == 0:
                 continue
             x0, y0 = int(rng.integers(2, width - w - 1)), int(rng.integers(2, height - h - 1))
             rect = box(x0, y0, x0 + w, y0 + h)
@@ -227,11 +242,18 @@ def generate_text(rng: np.random.Generator, assets: AssetLibrary, width: int, he
             if colours is None:
                 continue
             colour, outline = colours
-            if style == "outline" and outline is not None:
-                paint(region, ink, PALETTE[outline])
-                paint(region, fill, PALETTE[colour])
+            painted = region.copy()
+            if outline is not None:
+                fill = text_masks(load_font(path, px), text, stroke, with_fill=True)[1]
+                paint(painted, ink, PALETTE[outline])
+                paint(painted, fill, PALETTE[colour])
+                if not legible(painted, (ink >= 128) & (fill == 0), outline):
+                    continue
             else:  # plain, or a thicker stroke of the fill colour
-                paint(region, ink, PALETTE[colour])
+                paint(painted, ink, PALETTE[colour])
+            if not legible(painted, (fill if outline else ink) >= 128, colour):
+                continue  # thin strokes at a small size blend away: not text "in <colour>"
+            region[:] = painted
             taken.append(rect)
             bbox = [x0, y0, x0 + w, y0 + h]
             texts.append({
@@ -542,14 +564,12 @@ def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int
 
     rendered = render(scene)
     require_visible(rendered, 0.5)
-    objects = objects_json(scene, rendered)
+    objects = placed_objects(scene, rendered)
     if len(objects) != len(scene.layers):
         raise Reject("a sticker is not visible")
     for o in objects:
         if not stands_out(rendered, background, o["id"], o["bbox"]):
             raise Reject(f"the {o['name']} blends into what is under it")
-    for o in objects:
-        o["matrix"] = np.round(scene.layers[o["id"]].matrix, 6).tolist()
     counts: dict[str, int] = {}
     for o in objects:
         counts[o["name"]] = counts.get(o["name"], 0) + 1
