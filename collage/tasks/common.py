@@ -13,9 +13,11 @@ from ..render import Layer, Rendered, Scene, mask_bbox
 
 def random_collage(rng: np.random.Generator, assets: AssetLibrary, width: int, height: int, count: int,
                    size_range: tuple[float, float] = (0.18, 0.42), max_overlap: float = 0.1,
-                   angle_range: float = 10.0, kinds: tuple[str, ...] = ("sticker", "cutout")) -> tuple[Scene, list[Polygon]]:
-    """A background with `count` objects of distinct names, each fully on the canvas."""
-    _, background = assets.background(rng, width, height)
+                   angle_range: float = 10.0, kinds: tuple[str, ...] = ("sticker", "cutout"),
+                   background: np.ndarray | None = None) -> tuple[Scene, list[Polygon]]:
+    """A background (drawn from the library unless given) with `count` objects of distinct names, each fully on the canvas."""
+    if background is None:
+        _, background = assets.background(rng, width, height)
     scene, placed, names = Scene(background), [], set()
     for _ in range(count):
         sprite = assets.random_sprite(rng, kinds, exclude_names=names)

@@ -46,9 +46,9 @@ def add_background_mode() -> str:
 def changed_pixels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """uint8 (H, W): 255 where the two RGB images differ in any channel, else 0."""
     diff = cv2.absdiff(a, b)
-    # Any channel nonzero ⇔ the channel sum is nonzero (a uint8 → float transform cannot saturate to 0).
-    total = cv2.transform(diff, np.ones((1, 3), np.float32))
-    return cv2.compare(total, 0, cv2.CMP_GT)
+    # Any channel nonzero → that channel 255 → its grey value ≥ 255·0.114 > 0: three fast SIMD passes.
+    cv2.threshold(diff, 0, 255, cv2.THRESH_BINARY, dst=diff)
+    return cv2.threshold(cv2.cvtColor(diff, cv2.COLOR_RGB2GRAY), 0, 255, cv2.THRESH_BINARY)[1]
 
 
 def replacement_layer(rng: np.random.Generator, assets: AssetLibrary, old: Layer, taken: set[str],
@@ -76,11 +76,12 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     if cfg.op not in OPS:
         raise ValueError(f"unknown edit op {cfg.op!r}")
     width, height = cfg.width, cfg.height
-    scene, _ = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)))
+    blank = None
     if cfg.op == "add":
         mode = add_background_mode()
         if mode == "blank" or (mode == "mixed" and rng.random() < 0.5):
-            scene.background = np.full((height, width, 3), BLANK, np.uint8)
+            blank = np.full((height, width, 3), BLANK, np.uint8)
+    scene, _ = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)), background=blank)
     index = int(rng.integers(len(scene.layers)))
     layer = scene.layers[index]
 
