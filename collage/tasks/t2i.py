@@ -53,7 +53,7 @@ OPS = ("text", "shapes", "stickers")
 
 COLOUR_TOL = 40  # a pixel "has" palette colour c when every channel is within this of c (the checkers' rule)
 BACKGROUND_TOL = 72  # a colour is usable where the background has no pixel this close to it (room for JPEG)
-TEXT_SIZE_LIMITS = (0.06, 0.12)  # text box height / shorter canvas side: below → small, between → medium, above → large
+TEXT_SIZE_LIMITS = (0.06, 0.12)  # text box height / shorter canvas side: < small ≤ medium < large
 SHAPE_SIZE_LIMITS = (0.12, 0.22)  # shape box longer side / shorter canvas side
 SHAPE_SIZE_DRAW = {"small": (0.07, 0.105), "medium": (0.135, 0.2), "large": (0.245, 0.34)}  # inside the limits
 SHAPE_MAX_COUNT = {"small": 6, "medium": 4, "large": 2}
@@ -71,7 +71,8 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "
                 "twelve")
 POSITION_PHRASES = {"top left": "at the top left", "top": "at the top", "top right": "at the top right",
                     "left": "on the left", "center": "in the center", "right": "on the right",
-                    "bottom left": "at the bottom left", "bottom": "at the bottom", "bottom right": "at the bottom right"}
+                    "bottom left": "at the bottom left", "bottom": "at the bottom",
+                    "bottom right": "at the bottom right"}
 
 
 # --- words -----------------------------------------------------------------------------------------
@@ -138,10 +139,11 @@ def colour_mask(image: np.ndarray, rgb: tuple[int, int, int], tol: int = COLOUR_
     return cv2.inRange(image, lo, hi)
 
 
-def usable_colours(region: np.ndarray, max_fraction: float) -> set[str]:
-    """Palette colours that at most `max_fraction` of the region's pixels come near (BACKGROUND_TOL)."""
+def usable_colours(region: np.ndarray, max_fraction: float) -> list[str]:
+    """Palette colours (in palette order: never a set, whose order changes with the hash seed) that at most
+    `max_fraction` of the region's pixels come near (BACKGROUND_TOL)."""
     limit = max_fraction * region.shape[0] * region.shape[1]
-    return {name for name, n in near_counts(region, BACKGROUND_TOL).items() if n <= limit}
+    return [name for name, n in near_counts(region, BACKGROUND_TOL).items() if n <= limit]
 
 
 # --- text ------------------------------------------------------------------------------------------
@@ -153,7 +155,7 @@ def load_font(path: str, px: int) -> ImageFont.FreeTypeFont:
 
 def text_masks(font: ImageFont.FreeTypeFont, text: str, stroke: int,
                with_fill: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """(ink, fill) uint8 coverage of the string cropped to the tight box of the ink (fill ⊆ ink; None unless asked)."""
+    """(ink, fill) uint8 coverage of the string, cropped to the ink's tight box (fill ⊆ ink; None unless asked)."""
     left, top, right, bottom = font.getbbox(text, stroke_width=stroke)
     size, origin = (right - left + 2, bottom - top + 2), (1 - left, 1 - top)
     ink_image = Image.new("L", size)
@@ -194,7 +196,7 @@ def pick_text_colours(rng: np.random.Generator, region: np.ndarray, outlined: bo
     usable = usable_colours(region, 0.01)
     if not usable:
         return None
-    avoid = set(NAMES) - usable
+    avoid = set(NAMES) - set(usable)
     first = contrasting(rng, region, avoid=avoid)
     if not outlined:
         return first, None
@@ -308,7 +310,8 @@ def shape_outline(rng: np.random.Generator, kind: str) -> np.ndarray:
         return regular_polygon(5, jitter, inner=rng.uniform(0.4, 0.5))
     if kind == "heart":
         t = np.linspace(0, 2 * np.pi, 96, endpoint=False)
-        return np.stack([16 * np.sin(t) ** 3, -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))], 1)
+        y = 13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)
+        return np.stack([16 * np.sin(t) ** 3, -y], 1)
     if kind == "cross":
         a = rng.uniform(0.3, 0.4)
         return np.array([[-a, -1], [a, -1], [a, -a], [1, -a], [1, a], [a, a], [a, 1], [-a, 1], [-a, a], [-1, a],
@@ -368,7 +371,7 @@ def generate_shapes(rng: np.random.Generator, assets: AssetLibrary, width: int, 
     _, canvas = assets.background(rng, width, height)
     canvas = np.array(canvas)
     short = min(width, height)
-    usable = sorted(usable_colours(canvas, 0.0))
+    usable = usable_colours(canvas, 0.0)
     n_groups = min(int(rng.choice([1, 2, 3, 4], p=[0.3, 0.35, 0.25, 0.1])), len(usable))
     if n_groups == 0:
         raise Reject("every palette colour occurs in the background")
@@ -401,9 +404,11 @@ def generate_shapes(rng: np.random.Generator, assets: AssetLibrary, width: int, 
         facts.append({"kind": kinds[g], "color": colours[g], "rgb": list(PALETTE[colours[g]]), "count": len(bboxes),
                       "size": sizes[g], "positions": positions, "bboxes": bboxes})
         for b in bboxes:
-            objects.append({"id": len(objects), "asset": f"shape:{kinds[g]}", "name": f"{colours[g]} {kinds[g]}", "bbox": b})
+            objects.append({"id": len(objects), "asset": f"shape:{kinds[g]}", "name": f"{colours[g]} {kinds[g]}",
+                            "bbox": b})
 
-    opening = ("An image of", "A picture with", "Flat geometric shapes:", "A simple illustration of")[int(rng.integers(4))]
+    openings = ("An image of", "A picture with", "Flat geometric shapes:", "A simple illustration of")
+    opening = openings[int(rng.integers(len(openings)))]
     parts = []
     for f in facts:
         where = where_phrase(f["positions"])
@@ -542,7 +547,8 @@ def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int
     if arrangement != "apart":
         under_k, top_k = singles[0], singles[1]
         big = (0.45, 0.65) if arrangement == "inside" else (0.3, 0.45)
-        matrix = place(rng, sprites[under_k].rgba.shape[:2], rng.uniform(*big) * short, width, height, placed, 0.0, 10.0)
+        matrix = place(rng, sprites[under_k].rgba.shape[:2], rng.uniform(*big) * short, width, height, placed,
+                       0.0, 10.0)
         if matrix is None:
             raise Reject("no room for the lower sticker")
         under = Layer(sprites[under_k], matrix)
