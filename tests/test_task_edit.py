@@ -125,3 +125,15 @@ def test_deterministic(png_run, tmp_path):
     generate_run(out=str(tmp_path), task="edit", n=120, seed=7, size=192, ops=OPS, image_format="png", backend="local")
     digest = lambda d: sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in Path(d).glob("*.tar"))  # noqa: E731
     assert digest(png_run) == digest(tmp_path)
+
+
+def test_non_square_canvases(tmp_path, lib):
+    generate_run(out=str(tmp_path), task="edit", n=24, seed=8, size=128, ops=OPS, image_format="png",
+                 aspect_ratios="all", backend="local")
+    samples = list(iter_samples(str(tmp_path)))
+    assert any(s["tgt"].shape[0] != s["tgt"].shape[1] for s in samples)
+    for s in samples:
+        assert s["tgt"].shape[:2] == s["src"].shape[:2] == s["mask"].shape == (s["json"]["height"], s["json"]["width"])
+    test_mask_is_exactly_the_changed_pixels(samples)
+    test_change_lies_on_the_edited_object(samples, lib)
+    test_objects_and_prompt_are_true_to_the_pixels(samples, lib)

@@ -109,3 +109,16 @@ def test_the_sprite_check_catches_a_misplaced_object(samples, lib):
     entry["matrix"] = [row[:2] + [row[2] + 4] for row in entry["matrix"]]  # 4 px off
     with pytest.raises(AssertionError):
         assert_sprites_shown(s["tgt"], layers(lib, s["json"]["objects"][:-1] + [entry], w, h))
+
+
+def test_non_square_canvases(tmp_path, lib):
+    generate_run(out=str(tmp_path), task="inpaint", n=24, seed=8, size=128, ops=["inpaint", "outpaint"],
+                 image_format="png", aspect_ratios="all", backend="local")
+    samples = list(iter_samples(str(tmp_path)))
+    assert any(s["tgt"].shape[0] != s["tgt"].shape[1] for s in samples)
+    for s in samples:
+        assert s["tgt"].shape[:2] == (s["json"]["height"], s["json"]["width"]) == s["mask"].shape
+    test_src_is_tgt_with_a_grey_hole(samples)
+    for s in samples:
+        h, w = s["mask"].shape
+        assert_sprites_shown(s["tgt"], layers(lib, s["json"]["objects"], w, h))

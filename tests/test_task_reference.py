@@ -151,3 +151,23 @@ def test_photo_depth_from_a_local_model(tmp_path, monkeypatch, lib):
     assert sample.meta["objects"] == [] and sample.meta["condition"]["near"] == 255
     assert np.array_equal(again.images["cond"], depth)
     assert any(m.meta["condition"]["source"] == "layers" for m in made) or len(made) == 1
+
+
+def test_non_square_canvases(tmp_path, lib):
+    generate_run(out=str(tmp_path), task="reference", n=32, seed=8, size=128, ops=OPS, image_format="png",
+                 aspect_ratios="all", backend="local")
+    ops: dict[str, list] = {op: [] for op in OPS}
+    for s in iter_samples(str(tmp_path)):
+        assert s["tgt"].shape[:2] == (s["json"]["height"], s["json"]["width"])
+        assert s.get("cond", s.get("src")).shape[:2] == s["tgt"].shape[:2]
+        ops[s["json"]["op"]].append(s)
+    assert any(s["tgt"].shape[0] != s["tgt"].shape[1] for v in ops.values() for s in v)
+    test_canny_is_the_edges_of_the_target(ops, lib)
+    test_seg_legend_colours_lie_exactly_on_their_objects(ops, lib)
+    test_subject_sprite_is_in_both_images(ops, lib)
+    for s in ops["depth"]:  # levels hold where each object shows
+        h, w = s["cond"].shape
+        stack = layers(lib, s["json"]["objects"], w, h)
+        value = {lv["id"]: lv["value"] for lv in s["json"]["condition"]["levels"]}
+        for (entry, _, _), region in zip(stack, visible_regions(stack)):
+            assert (s["cond"][region] == value[entry["id"]]).all()

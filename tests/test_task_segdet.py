@@ -94,3 +94,21 @@ def test_deterministic(png_run, tmp_path):
                  backend="local")
     digest = lambda d: sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in Path(d).glob("*.tar"))  # noqa: E731
     assert digest(png_run) == digest(tmp_path)
+
+
+def test_non_square_canvases(tmp_path, lib):
+    generate_run(out=str(tmp_path), task="segdet", n=24, seed=8, size=128, ops=OPS, image_format="png",
+                 aspect_ratios="all", backend="local")
+    samples = list(iter_samples(str(tmp_path)))
+    assert any(s["tgt"].shape[0] != s["tgt"].shape[1] for s in samples)
+    for s in samples:
+        assert s["tgt"].shape[:2] == s["src"].shape[:2] == (s["json"]["height"], s["json"]["width"])
+        entry, region = named(s, lib)
+        h, w = region.shape
+        x0, y0, x1, y1 = bbox(region)
+        assert np.allclose(s["json"]["boxes"], [[x0 / w, y0 / h, x1 / w, y1 / h]], atol=1e-6)
+        painted = colour_mask(s["tgt"], s["json"]["color"])
+        if s["json"]["op"] == "segment":
+            assert np.array_equal(painted, region)
+        else:
+            assert bbox(painted) == [x0, y0, x1, y1]
