@@ -20,6 +20,19 @@ Every fact is measured on the finished pixels (or the exact layer alphas), never
   between objects whose name occurs once. objects: `placed_objects` (each layer's exact `matrix`, sprite
   pixels → canvas, too), so a checker can re-render the sprites and hold the boxes against the pixels.
 
+facts (the json field; the prompt states all of it but fonts, stroke widths and boxes):
+- text: {"texts": [{"text", "color", "rgb", "font" (font row name), "font_size" (px), "stroke" (px, 0 = none),
+  "outline" (colour name, or null: a stroke then thickens the glyphs in their own colour), "size",
+  "position", "bbox"}]}
+- shapes: {"shapes": [{"kind", "color", "rgb", "count", "size", "positions", "bboxes"}]}, one entry per colour.
+- stickers: {"counts": {name: n}, "relations": [[name_a, relation, name_b], ...]}, with a and b boxes of the
+  visible pixels and "above" in layer order (= object id): "left of" a.x1 + 2 % of the width ≤ b.x0 ("right
+  of" mirrored); "above" likewise with 2 % of the height ("below" mirrored); "next to": apart by 0-8 % of the
+  shorter side on one axis, overlapping by ≥ 30 % of the smaller extent on the other; "on top of": a is
+  drawn over b and their silhouettes (alpha ≥ 128) share ≥ max(64 px, 5 % of b's); "inside": a is drawn
+  over b, every pixel a touches is on b's silhouette, and a's box lies strictly within b's. At most three
+  are stated, one per pair, "inside"/"on top of" always.
+
 Words used in prompts (also stored in the facts):
 - position: the 3×3 grid cell of the box centre: "top left", "top", "top right", "left", "center",
   "right", "bottom left", "bottom", "bottom right" (cells are thirds of the canvas width and height).
@@ -188,7 +201,11 @@ def legible(painted: np.ndarray, strokes: np.ndarray, colour: str) -> bool:
 def draw_string(rng: np.random.Generator) -> str:
     text = PHRASES[int(rng.integers(len(PHRASES)))] if rng.random() < 0.35 else WORDS[int(rng.integers(len(WORDS)))]
     case = rng.random()
-    return text.upper() if case < 0.25 else text.title() if case < 0.5 else text
+    if case < 0.25:
+        return text.upper()
+    if case < 0.5:  # capitalise each word (str.title would also capitalise after an apostrophe: "Let'S")
+        return " ".join(word[:1].upper() + word[1:] for word in text.split(" "))
+    return text
 
 
 def pick_text_colours(rng: np.random.Generator, region: np.ndarray, outlined: bool) -> tuple[str, str | None] | None:
