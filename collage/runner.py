@@ -6,9 +6,11 @@ index, and progress is counted from the stats each finished shard returns.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -122,28 +124,30 @@ def estimate_bytes_per_sample(cfg: RunConfig, manifest_dir: str | None, probes: 
 def run(cfg: RunConfig, out: str, backend: str = "ray", workers: int | None = None, address: str | None = None,
         manifest_dir: str | None = None, force: bool = False, progress: bool = True) -> RunSummary:
     validate(cfg)
-    storage = Storage(out)
-    prepare_out(storage, cfg, force)
-    write_licenses(storage, AssetLibrary(manifest_dir, warn=False))
-    started = time.time()
-    done = finished_shards(storage, cfg)
-    todo = [k for k in range(cfg.num_shards) if k not in done]
-    summary = RunSummary(skipped_shards=len(done))
-    for stats in done.values():
-        _add(summary, stats)
-
-    bar = _Progress(cfg.n, summary.samples, enabled=progress)
-    try:
-        if backend == "local":
-            for shard in todo:
-                _add(summary, make_shard(cfg, shard, out, manifest_dir))
-                bar.update(summary.samples)
-        elif backend == "ray":
-            _run_ray(cfg, out, todo, workers, address, manifest_dir, summary, bar)
-        else:
-            raise UserError(f"--backend {backend!r}: choose ray or local")
-    finally:
-        bar.close()
+    if backend not in ("ray", "local"):
+        raise UserError(f"--backend {backend!r}: choose ray or local")
+    assets = AssetLibrary(manifest_dir, warn=False)
+    # Connect before touching OUT: a wrong --address must leave nothing behind.
+    with (ray_session(workers, address) if backend == "ray" else contextlib.nullcontext()):
+        storage = Storage(out)
+        prepare_out(storage, cfg, force)
+        write_licenses(storage, assets)
+        started = time.time()
+        done = finished_shards(storage, cfg)
+        todo = [k for k in range(cfg.num_shards) if k not in done]
+        summary = RunSummary(skipped_shards=len(done))
+        for stats in done.values():
+            _add(summary, stats)
+        bar = _Progress(cfg.n, summary.samples, enabled=progress)
+        try:
+            if backend == "local":
+                for shard in todo:
+                    _add(summary, make_shard(cfg, shard, out, manifest_dir))
+                    bar.update(summary.samples)
+            else:
+                _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar)
+        finally:
+            bar.close()
     write_sizes(storage, cfg)
     summary.seconds = time.time() - started
     return summary
@@ -158,8 +162,24 @@ def _add(summary: RunSummary, stats: dict) -> None:
     summary.assets_skipped = max(summary.assets_skipped, stats.get("assets_skipped", 0))
 
 
-def _run_ray(cfg, out, todo, workers, address, manifest_dir, summary, bar) -> None:
+def _check_reachable(address: str) -> None:
+    """Fail fast with one line: ray.init retries an unreachable address for minutes."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--address {address}: no Ray cluster answers there ({exc}); start one with "
+                        "`ray start --head` or drop --address for a local instance") from None
+
+
+@contextlib.contextmanager
+def ray_session(workers: int | None, address: str | None):
+    """Join the cluster at `address`, or start a local instance sized to the machine (or --workers)."""
     if address:
+        _check_reachable(address)
         # Ray ≥ 2.59 clusters started with `ray start` require their token (~/.ray/auth_token or RAY_AUTH_TOKEN).
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     else:
@@ -171,33 +191,37 @@ def _run_ray(cfg, out, todo, workers, address, manifest_dir, summary, bar) -> No
     if started_here:
         if address:
             try:
-                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+                ray.init(address=address, logging_level=logging.WARNING)
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise UserError(f"--address {address}: no Ray cluster answers there ({str(exc).splitlines()[0]}); "
-                                "start one with `ray start --head` or drop --address for a local instance") from None
+                raise UserError(f"--address {address}: cannot join the Ray cluster ({str(exc).splitlines()[0]})") from None
         else:
-            ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
-                     logging_level=logging.WARNING, configure_logging=True)
+            ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, logging_level=logging.WARNING)
     try:
-        remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES, retry_exceptions=True)(make_shard)
-        capacity = int(ray.cluster_resources().get("CPU", 1))
-        window = max(2, 2 * (workers or capacity))  # bounded in-flight: the driver never holds the whole plan
-        pending, queue = {}, list(reversed(todo))
-        while queue or pending:
-            while queue and len(pending) < window:
-                shard = queue.pop()
-                pending[remote.remote(cfg, shard, out, manifest_dir)] = shard
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            for ref in ready:
-                shard = pending.pop(ref)
-                try:
-                    _add(summary, ray.get(ref))
-                except Exception as exc:  # retries exhausted: report, keep going with the other shards
-                    summary.failed_shards[shard] = str(exc).strip().splitlines()[-1][:300]
-                bar.update(summary.samples)
+        yield ray
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar) -> None:
+    import ray
+
+    remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES, retry_exceptions=True)(make_shard)
+    capacity = int(ray.cluster_resources().get("CPU", 1))
+    window = max(2, 2 * (workers or capacity))  # bounded in-flight: the driver never holds the whole plan
+    pending, queue = {}, list(reversed(todo))
+    while queue or pending:
+        while queue and len(pending) < window:
+            shard = queue.pop()
+            pending[remote.remote(cfg, shard, out, manifest_dir)] = shard
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        for ref in ready:
+            shard = pending.pop(ref)
+            try:
+                _add(summary, ray.get(ref))
+            except Exception as exc:  # retries exhausted: report, keep going with the other shards
+                summary.failed_shards[shard] = str(exc).strip().splitlines()[-1][:300]
+            bar.update(summary.samples)
 
 
 class _Progress:
