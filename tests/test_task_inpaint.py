@@ -81,7 +81,7 @@ def test_objects_and_hidden_objects_are_true_to_the_pixels(samples, lib):
             under = np.count_nonzero(region & (s["mask"] == 255))
             if entry["id"] in meta["hidden_objects"]:
                 said_hidden += 1
-                assert under >= 16 and f"hides part of" in meta["prompt"]
+                assert under >= 16 and "hides part of" in meta["prompt"]
             else:
                 assert under < max(16, 0.05 * np.count_nonzero(region))
     assert said_hidden > 10

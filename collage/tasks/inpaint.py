@@ -25,7 +25,8 @@ from .labels import a_noun, join_words, placed_objects, top_layer_index
 
 OPS = ("inpaint", "outpaint")
 INPAINT_KINDS = ("scribble", "blob", "block")
-HOLE_FILL = (128, 128, 128)  # mid grey: 0 after the usual [-1, 1] scaling, plainly not content; equal channels (a memset)
+# Mid grey: 0 after the usual [-1, 1] scaling and plainly not content; equal channels make the fill a memset.
+HOLE_FILL = (128, 128, 128)
 COVERAGE = (0.03, 0.6)  # a hole covers this share of the canvas
 COLLAGE_SHARE = 0.7  # the rest are plain background crops
 HIDDEN_MIN_SHARE = 0.05
@@ -152,7 +153,8 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
                 hidden.append(entry["name"])
 
     if cfg.op == "outpaint":
-        prompt = f"Extend the image past its {join_words(sides)} edge{'s' if len(sides) > 1 else ''}, filling the grey band{'s' if len(sides) > 1 else ''}."
+        plural = "s" if len(sides) > 1 else ""
+        prompt = f"Extend the image past its {join_words(sides)} edge{plural}, filling the grey band{plural}."
     else:
         prompt = "Fill in the grey area of the image."
     if objects:

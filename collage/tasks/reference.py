@@ -120,7 +120,8 @@ def canny_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig)
     edges = cv2.Canny(cv2.cvtColor(rendered.rgb, cv2.COLOR_RGB2GRAY), low, high)
     objects = placed_objects(scene, rendered)
     return Sample(cfg.op, {"tgt": rendered.rgb, "cond": edges},
-                  {"prompt": f"Generate an image from this canny edge map: {prompt_scene(objects)}.", "objects": objects,
+                  {"prompt": f"Generate an image from this canny edge map: {prompt_scene(objects)}.",
+                   "objects": objects,
                    "condition": {"kind": "canny", "input": "gray", "low": low, "high": high}})
 
 
@@ -138,11 +139,12 @@ def depth_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig)
     depth = lookup(top_layer_index(rendered), np.array([0] + levels, np.uint8))
     objects = placed_objects(scene, rendered)
     back_to_front = join_words([a_noun(o["name"]) for o in objects])
+    level_list = [{"id": o["id"], "name": o["name"], "value": levels[o["id"]]} for o in objects]
+    prompt = f"Generate an image from this depth map: {back_to_front}, from back to front, on a background."
     return Sample(cfg.op, {"tgt": rendered.rgb, "cond": depth},
-                  {"prompt": f"Generate an image from this depth map: {back_to_front}, from back to front, on a background.",
-                   "objects": objects,
+                  {"prompt": prompt, "objects": objects,
                    "condition": {"kind": "depth", "source": "layers", "near": 255, "background": 0,
-                                 "levels": [{"id": o["id"], "name": o["name"], "value": levels[o["id"]]} for o in objects]}})
+                                 "levels": level_list}})
 
 
 def seg_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:

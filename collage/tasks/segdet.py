@@ -63,7 +63,8 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     x0, y0, x1, y1 = entry["bbox"]
     region = src.visible(index)[y0:y1, x0:x1]
     seen = cv2.countNonZero(region.view(np.uint8))
-    if seen < MIN_VISIBLE * np.count_nonzero(src.alphas[index] >= VISIBLE_ALPHA) or min(x1 - x0, y1 - y0) < MIN_BOX_SIDE:
+    whole = np.count_nonzero(src.alphas[index] >= VISIBLE_ALPHA)
+    if seen < MIN_VISIBLE * whole or min(x1 - x0, y1 - y0) < MIN_BOX_SIDE:
         raise Reject("the named object is too hidden or too small")
 
     tgt = src.rgb.copy()
