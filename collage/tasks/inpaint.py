@@ -2,7 +2,7 @@
 
 The target is a whole image: a collage on a background, or a plain background crop (a photo when the
 library has photos). The mask (255 = hole) is drawn hard-edged (no anti-aliasing), and the source is
-the target with every hole pixel set to HOLE_FILL, a constant mid grey, so outside the hole the source
+the target with every hole pixel set to HOLE_FILL, a constant mid gray, so outside the hole the source
 equals the target exactly (before encoding) and inside it holds no trace of the target.
 
 The prompt says which edges an outpaint extends, lists the objects of a collage, and names those the
@@ -17,6 +17,7 @@ import numpy as np
 from ..assets import AssetLibrary
 from ..assets.library import crop_photo
 from ..errors import Reject
+from ..palette import PALETTE
 from ..render import render
 from ..sample import Sample
 from . import GenConfig, register
@@ -25,8 +26,10 @@ from .labels import a_noun, join_words, placed_objects, top_layer_index
 
 OPS = ("inpaint", "outpaint")
 INPAINT_KINDS = ("scribble", "blob", "block")
-# Mid grey: 0 after the usual [-1, 1] scaling and plainly not content; equal channels make the fill a memset.
-HOLE_FILL = (128, 128, 128)
+# The palette's gray (128, 128, 128): 0 after the usual [-1, 1] scaling, plainly not content, and with
+# equal channels the fill is a memset.
+HOLE_FILL = PALETTE["gray"]
+assert len(set(HOLE_FILL)) == 1, "the hole fill is a memset: keep its channels equal"
 COVERAGE = (0.03, 0.6)  # a hole covers this share of the canvas
 COLLAGE_SHARE = 0.7  # the rest are plain background crops
 HIDDEN_MIN_SHARE = 0.05
@@ -154,13 +157,13 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
 
     if cfg.op == "outpaint":
         plural = "s" if len(sides) > 1 else ""
-        prompt = f"Extend the image past its {join_words(sides)} edge{plural}, filling the grey band{plural}."
+        prompt = f"Extend the image past its {join_words(sides)} edge{plural}, filling the gray band{plural}."
     else:
-        prompt = "Fill in the grey area of the image."
+        prompt = "Fill in the gray area of the image."
     if objects:
         prompt += f" The full image shows {join_words([a_noun(o['name']) for o in objects])} on a background."
         if hidden:
-            prompt += f" The grey area hides part of {join_words(['the ' + n for n in hidden])}."
+            prompt += f" The gray area hides part of {join_words(['the ' + n for n in hidden])}."
     return Sample(
         op=cfg.op,
         images={"src": src, "tgt": tgt, "mask": mask},
