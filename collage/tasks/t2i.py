@@ -188,8 +188,11 @@ def text_masks(font: ImageFont.FreeTypeFont, text: str, stroke: int,
 
 def paint(region: np.ndarray, coverage: np.ndarray, rgb: tuple[int, int, int]) -> None:
     """In place: region ← region·(1 − a) + rgb·a, with a = coverage / 255."""
-    a = coverage.astype(np.uint16)[..., None]
-    region[:] = ((region.astype(np.uint16) * (255 - a) + np.array(rgb, np.uint16) * a + 127) // 255).astype(np.uint8)
+    a = cv2.merge((coverage, coverage, coverage))
+    colour = np.empty_like(region)
+    colour[:] = rgb
+    # cv2's saturating uint8 arithmetic (each product rounded) is several times faster than widening numpy math.
+    region[:] = cv2.add(cv2.multiply(region, cv2.bitwise_not(a), scale=1 / 255), cv2.multiply(colour, a, scale=1 / 255))
 
 
 def legible(painted: np.ndarray, strokes: np.ndarray, colour: str) -> bool:
@@ -214,7 +217,8 @@ def pick_text_colours(rng: np.random.Generator, region: np.ndarray, outlined: bo
     if not usable:
         return None
     avoid = set(NAMES) - set(usable)
-    first = contrasting(rng, region, avoid=avoid)
+    mean = np.array([cv2.mean(region)[:3]])  # contrasting compares with the mean; cv2's is ~10× numpy's
+    first = contrasting(rng, mean, avoid=avoid)
     if not outlined:
         return first, None
     fills = [n for n in usable if np.linalg.norm(np.subtract(PALETTE[n], PALETTE[first])) >= 150]
@@ -540,8 +544,8 @@ def stands_out(rendered, background: np.ndarray, i: int, bbox: list[int], min_fr
     seen = rendered.alphas[i][window] >= 128
     for above in rendered.alphas[i + 1:]:
         seen &= above[window] < 128
-    diff = cv2.absdiff(rendered.rgb[window], background[window]).max(axis=2)
-    return np.count_nonzero(diff[seen] > COLOUR_TOL) >= min_fraction * max(np.count_nonzero(seen), 1)
+    alike = cv2.inRange(cv2.absdiff(rendered.rgb[window], background[window]), (0, 0, 0), (COLOUR_TOL,) * 3)
+    return np.count_nonzero(alike[seen] == 0) >= min_fraction * max(np.count_nonzero(seen), 1)
 
 
 def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int, height: int) -> Sample:
