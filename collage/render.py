@@ -43,13 +43,17 @@ class Rendered:
 
     rgb: np.ndarray  # (H, W, 3) uint8
     alphas: list[np.ndarray]  # per layer (H, W) uint8, bottom to top
+    _visible: dict = field(default_factory=dict, repr=False)
 
     def visible(self, i: int) -> np.ndarray:
-        """Bool (H, W): pixels where layer i is the topmost layer with alpha ≥ VISIBLE_ALPHA."""
-        mask = self.alphas[i] >= VISIBLE_ALPHA
-        for above in self.alphas[i + 1:]:
-            mask &= above < VISIBLE_ALPHA
-        return mask
+        """Bool (H, W), read-only: pixels where layer i is the topmost layer with alpha ≥ VISIBLE_ALPHA."""
+        if i not in self._visible:  # asked for by several labels per sample: computed once
+            mask = self.alphas[i] >= VISIBLE_ALPHA
+            for above in self.alphas[i + 1:]:
+                mask &= above < VISIBLE_ALPHA
+            mask.setflags(write=False)
+            self._visible[i] = mask
+        return self._visible[i]
 
     def solid(self, i: int) -> np.ndarray:
         """Bool (H, W): pixels that show layer i alone: its alpha is 255 and nothing above covers them at all."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import resource
 import traceback
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 from .assets import AssetLibrary
@@ -24,6 +26,7 @@ MAX_ATTEMPTS = 64  # redraws per sample before the shard is declared broken
 @lru_cache(maxsize=2)
 def library(manifest_dir: str | None) -> AssetLibrary:
     """One library per worker process (the pixel cache is shared by memory map)."""
+    cv2.setNumThreads(1)  # a worker is one core: OpenCV's own threads would fight the other workers
     return AssetLibrary(manifest_dir, warn=False)
 
 
@@ -83,4 +86,5 @@ def make_shard(cfg: RunConfig, shard: int, out: str, manifest_dir: str | None = 
                    "caption_source": meta["caption_source"]}
             writer.write(f"{shard_stem(cfg.name, shard)}-{index:06d}", members, row)
         return writer.commit({"seed": cfg.seed, "failures": counters["failures"], "rejects": counters["rejects"],
-                              "assets_skipped": len(assets.skipped)})
+                              "assets_skipped": len(assets.skipped),
+                              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})

@@ -106,7 +106,7 @@ def test_mask_covers_exactly_what_changed(png_run):
         changed_share.append(changed[mask].mean())
     # The mask is the object's region before and after, not a loose box: much of it really changed (where
     # the object overlaps itself, flat colours can stay the same).
-    assert np.median(changed_share) > 0.5 and min(changed_share) > 0.1, np.percentile(changed_share, [0, 5, 50])
+    assert np.median(changed_share) > 0.5 and np.percentile(changed_share, 5) > 0.15, np.percentile(changed_share, [0, 5, 50])
 
 
 def test_objects_are_visible_and_inside(png_run):

@@ -243,16 +243,17 @@ def crop_photo(rng: np.random.Generator, photo: np.ndarray, width: int, height: 
     """A random crop of the photo with the canvas's aspect, resized, maybe mirrored, brightness-jittered."""
     ph, pw = photo.shape[:2]
     aspect = width / height
-    scale = rng.uniform(0.6, 1.0)
-    cw = min(pw, ph * aspect) * scale
-    ch = cw / aspect
-    x0 = rng.uniform(0, pw - cw)
-    y0 = rng.uniform(0, ph - ch)
-    # One affine warp does crop, resize and mirror together (cheaper than slicing + resize + flip).
-    sx, sy = cw / width, ch / height
-    flip = rng.random() < 0.5
-    m = np.array([[-sx if flip else sx, 0, (x0 + cw if flip else x0)], [0, sy, y0]], np.float64)
-    out = cv2.warpAffine(photo, m, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                         borderMode=cv2.BORDER_REFLECT)
+    cw = min(pw, ph * aspect) * rng.uniform(0.6, 1.0)
+    cw, ch = max(8, int(cw)), max(8, int(cw / aspect))
+    x0 = int(rng.integers(0, pw - cw + 1))
+    y0 = int(rng.integers(0, max(ph - ch, 0) + 1))
+    out = cv2.resize(photo[y0:y0 + ch, x0:x0 + cw], (width, height), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.5:
+        out = cv2.flip(out, 1)
     gain = rng.uniform(0.85, 1.15)
-    return cv2.convertScaleAbs(out, alpha=gain, beta=0) if abs(gain - 1) > 0.02 else out
+    return cv2.LUT(out, _gain_table(round(gain, 2))) if abs(gain - 1) > 0.02 else out
+
+
+@functools.lru_cache(maxsize=64)
+def _gain_table(gain: float) -> np.ndarray:
+    return np.clip(np.arange(256) * gain + 0.5, 0, 255).astype(np.uint8)

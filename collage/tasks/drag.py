@@ -13,7 +13,7 @@ import numpy as np
 from ..assets import AssetLibrary
 from ..errors import Reject
 from ..geometry import apply, compose, footprint, inside, similarity
-from ..render import Layer, Scene, mask_bbox, render
+from ..render import Layer, Rendered, Scene, mask_bbox, render
 from ..sample import Sample
 from . import GenConfig, register
 from .common import objects_json, random_collage, require_visible
@@ -40,34 +40,38 @@ def drag_transform(rng: np.random.Generator, op: str, center: np.ndarray, width:
             "angle_deg": float(angle), "center": [float(center[0]), float(center[1])]}
 
 
-def flat_pixels(rgb: np.ndarray, within: np.ndarray) -> np.ndarray:
-    """Bool (H, W): pixels of `within` whose 5×5 neighbourhood varies by at most FLAT_RANGE per channel."""
-    out = np.zeros(within.shape, bool)
-    bbox = mask_bbox(within)
+def point_candidates(rendered: Rendered, index: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Bool crop + its (x0, y0): pixels showing layer `index` alone, EDGE_MARGIN px inside its edge, in a
+    5×5 patch whose colour varies by at most FLAT_RANGE per channel. Worked on the layer's box only."""
+    solid = rendered.solid(index)
+    bbox = mask_bbox(solid)
     if bbox is None:
-        return out
+        return np.zeros((0, 0), bool), (0, 0)
     x0, y0, x1, y1 = bbox
-    x0, y0, x1, y1 = max(x0 - 2, 0), max(y0 - 2, 0), x1 + 2, y1 + 2  # the window reaches 2 px out
-    patch = rgb[y0:y1, x0:x1]
-    kernel = np.ones((5, 5), np.uint8)
-    spread = cv2.subtract(cv2.dilate(patch, kernel), cv2.erode(patch, kernel))
+    x0, y0 = max(x0 - 2, 0), max(y0 - 2, 0)  # the 5×5 window reaches 2 px out
+    x1, y1 = min(x1 + 2, solid.shape[1]), min(y1 + 2, solid.shape[0])
+    kernel = np.ones((2 * EDGE_MARGIN + 1,) * 2, np.uint8)
+    inner = cv2.erode(solid[y0:y1, x0:x1].view(np.uint8), kernel)
+    patch = rendered.rgb[y0:y1, x0:x1]
+    window = np.ones((5, 5), np.uint8)
+    spread = cv2.subtract(cv2.dilate(patch, window), cv2.erode(patch, window))
     widest = cv2.max(cv2.max(spread[..., 0], spread[..., 1]), spread[..., 2])
-    out[y0:y1, x0:x1] = (widest <= FLAT_RANGE) & within[y0:y1, x0:x1]
-    return out
+    return (inner > 0) & (widest <= FLAT_RANGE), (x0, y0)
 
 
-def pick_points(rng: np.random.Generator, src_ok: np.ndarray, tgt_ok: np.ndarray, matrix: np.ndarray,
-                count: int, min_spacing: float) -> np.ndarray:
-    """Up to `count` source pixels (N, 2) whose image under `matrix` lands in `tgt_ok`, spread apart."""
-    ys, xs = np.nonzero(src_ok)
+def pick_points(rng: np.random.Generator, src_ok: tuple, tgt_ok: tuple, matrix: np.ndarray, count: int,
+                min_spacing: float) -> np.ndarray:
+    """Up to `count` source pixels (N, 2) whose image under `matrix` lands on a target candidate, spread apart."""
+    (src_mask, (sx0, sy0)), (tgt_mask, (tx0, ty0)) = src_ok, tgt_ok
+    ys, xs = np.nonzero(src_mask)
     if len(xs) == 0:
         return np.zeros((0, 2))
     order = rng.permutation(len(xs))[:4096]
-    pts = np.stack([xs[order], ys[order]], axis=1).astype(np.float64)
-    moved = np.rint(apply(matrix, pts)).astype(int)
-    h, w = tgt_ok.shape
+    pts = np.stack([xs[order] + sx0, ys[order] + sy0], axis=1).astype(np.float64)
+    moved = np.rint(apply(matrix, pts)).astype(int) - (tx0, ty0)
+    h, w = tgt_mask.shape
     valid = (moved[:, 0] >= 0) & (moved[:, 0] < w) & (moved[:, 1] >= 0) & (moved[:, 1] < h)
-    valid[valid] = tgt_ok[moved[valid, 1], moved[valid, 0]]
+    valid[valid] = tgt_mask[moved[valid, 1], moved[valid, 0]]
     chosen: list[np.ndarray] = []
     for p in pts[valid]:
         if all(np.hypot(*(p - q)) >= min_spacing for q in chosen):
@@ -104,11 +108,9 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     if not mask.any():
         raise Reject("nothing changed")
 
-    kernel = np.ones((2 * EDGE_MARGIN + 1,) * 2, np.uint8)
-    src_ok = flat_pixels(src.rgb, cv2.erode(src.solid(moved_index).view(np.uint8), kernel).astype(bool))
-    tgt_ok = flat_pixels(tgt.rgb, cv2.erode(tgt.solid(moved_index).view(np.uint8), kernel).astype(bool))
     long_side = max(sprite_hw) * float(np.hypot(*layer.matrix[:, 0]))
-    pixels = pick_points(rng, src_ok, tgt_ok, transform["matrix"], int(rng.integers(1, 6)), 0.12 * long_side)
+    pixels = pick_points(rng, point_candidates(src, moved_index), point_candidates(tgt, moved_index),
+                         transform["matrix"], int(rng.integers(1, 6)), 0.12 * long_side)
     if len(pixels) == 0:
         raise Reject("no pixel of the object is visible and flat in both images")
     moved = apply(transform["matrix"], pixels)

@@ -1,0 +1,106 @@
+"""Generation speed: samples/s per core for each task and size, against the encode-only bound.
+
+The encode-only bound encodes and writes the very same images (already composed, held in memory) through
+the same writer: it is what one core could do if composing were free. Then the Ray path with 1 and 2
+workers, and the peak memory of a worker.
+
+    python bench/generate.py                       # drag at 256/512/1024, Ray scaling at 512
+    python bench/generate.py --tasks all --sizes 512 --no-ray
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from collage.api import make_config
+from collage.storage import Storage
+from collage.tasks import TASKS, GenConfig, get_task
+from collage.worker import library, make_sample, sample_seed
+from collage.errors import Reject
+from collage.sample import encode_members
+from collage.writer import ShardWriter
+
+
+def composed_rate(task: str, size: int, count: int) -> tuple[float, list]:
+    """Samples/s of the full path on this core: draw, compose, encode, write a shard."""
+    cfg = make_config(task=task, n=count, size=size, shard_size=count)
+    assets = library(None)
+    with tempfile.TemporaryDirectory() as out:
+        counters = {"rejects": 0, "failures": 0}
+        started = time.perf_counter()
+        with ShardWriter(Storage(out), cfg.name, 0) as writer:
+            for i in range(count):
+                members, meta = make_sample(cfg, assets, 0, i, counters)
+                writer.write(f"b-000000-{i:06d}", members, {"task": task})
+            writer.commit({})
+        elapsed = time.perf_counter() - started
+    # The same samples again, kept in memory, for the encode-only bound.
+    samples = []
+    for i in range(count):
+        task_, op, w, h, _ = __import__("collage.worker", fromlist=["choose"]).choose(cfg, 0, i)
+        for attempt in range(64):
+            try:
+                samples.append((get_task(task_).generate(np.random.default_rng(sample_seed(0, 0, i, attempt)), assets,
+                                                         GenConfig(op, w, h)), {"task": task_}))
+                break
+            except Reject:
+                continue
+    return count / elapsed, samples
+
+
+def encode_only_rate(samples: list, fmt: str = "jpg") -> float:
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        with ShardWriter(Storage(out), "bench", 0) as writer:
+            for i, (sample, meta) in enumerate(samples):
+                writer.write(f"b-000000-{i:06d}", encode_members(sample, {**meta, **sample.meta}, fmt), meta)
+            writer.commit({})
+        return len(samples) / (time.perf_counter() - started)
+
+
+def ray_rate(task: str, size: int, n: int, workers: int) -> tuple[float, float]:
+    from collage.runner import run
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = make_config(task=task, n=n, size=size, shard_size=max(50, n // (4 * workers)))
+        summary = run(cfg, out, backend="ray", workers=workers, progress=False)
+        import json
+        rss = max(json.loads(open(p).read())["peak_rss_mb"] for p in
+                  [os.path.join(out, f) for f in os.listdir(out) if f.endswith(".stats.json")])
+        return summary.samples / summary.seconds, rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", default="drag", help="comma-separated, or 'all'")
+    parser.add_argument("--sizes", default="256,512,1024")
+    parser.add_argument("--count", type=int, default=300, help="samples per measurement")
+    parser.add_argument("--ray-n", type=int, default=2000)
+    parser.add_argument("--no-ray", action="store_true")
+    args = parser.parse_args()
+    tasks = sorted(TASKS) if args.tasks == "all" else args.tasks.split(",")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    library(None)  # decode assets before timing
+    print(f"{'task':<10}{'size':>6}{'samples/s/core':>16}{'encode-only':>13}{'ratio':>7}")
+    for task in tasks:
+        for size in sizes:
+            count = max(30, args.count * 512 * 512 // (size * size))
+            composed_rate(task, size, min(count, 20))  # warm-up
+            rate, samples = composed_rate(task, size, count)
+            bound = encode_only_rate(samples)
+            print(f"{task:<10}{size:>6}{rate:>16.1f}{bound:>13.1f}{rate / bound:>7.2f}", flush=True)
+    if not args.no_ray:
+        size = 512 if 512 in sizes else sizes[0]
+        one, rss1 = ray_rate(tasks[0], size, args.ray_n, 1)
+        two, rss2 = ray_rate(tasks[0], size, args.ray_n, 2)
+        print(f"ray {tasks[0]} {size}: 1 worker {one:.1f} samples/s, 2 workers {two:.1f} samples/s, "
+              f"scaling {two / one:.2f}x; peak RSS per worker {max(rss1, rss2):.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
