@@ -37,37 +37,81 @@ class Scene:
         return self.background.shape[1], self.background.shape[0]
 
 
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+
+
 @dataclass
 class Rendered:
-    """The image plus each layer's warped alpha, as full-canvas uint8 maps (0 where the layer is absent)."""
+    """The image plus each layer's warped alpha, as full-canvas uint8 maps (0 where the layer is absent).
+
+    `boxes[i]` bounds where layer i's alpha can be non-zero (None: off the canvas); the mask queries
+    below work inside those boxes only, which is most of what makes them cheap.
+    """
 
     rgb: np.ndarray  # (H, W, 3) uint8
     alphas: list[np.ndarray]  # per layer (H, W) uint8, bottom to top
-    _visible: dict = field(default_factory=dict, repr=False)
+    boxes: list[Box | None] = field(default_factory=list)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.boxes:  # built by hand: derive the boxes from the alphas
+            self.boxes = [_box_of(mask_bbox(a > 0)) for a in self.alphas]
+
+    def _layer_mask(self, i: int, own, above_ok) -> np.ndarray:
+        mask = np.zeros(self.rgb.shape[:2], bool)
+        box = self.boxes[i]
+        if box is not None:
+            x0, y0, x1, y1 = box
+            sub = own(self.alphas[i][y0:y1, x0:x1])
+            for j in range(i + 1, len(self.alphas)):
+                if _overlap(box, self.boxes[j]):
+                    sub &= above_ok(self.alphas[j][y0:y1, x0:x1])
+            mask[y0:y1, x0:x1] = sub
+        return mask
 
     def visible(self, i: int) -> np.ndarray:
         """Bool (H, W), read-only: pixels where layer i is the topmost layer with alpha ≥ VISIBLE_ALPHA."""
-        if i not in self._visible:  # asked for by several labels per sample: computed once
-            mask = self.alphas[i] >= VISIBLE_ALPHA
-            for above in self.alphas[i + 1:]:
-                mask &= above < VISIBLE_ALPHA
+        key = ("visible", i)
+        if key not in self._cache:  # asked for by several labels per sample: computed once
+            mask = self._layer_mask(i, lambda a: a >= VISIBLE_ALPHA, lambda a: a < VISIBLE_ALPHA)
             mask.setflags(write=False)
-            self._visible[i] = mask
-        return self._visible[i]
+            self._cache[key] = mask
+        return self._cache[key]
 
     def solid(self, i: int) -> np.ndarray:
         """Bool (H, W): pixels that show layer i alone: its alpha is 255 and nothing above covers them at all."""
-        mask = self.alphas[i] == 255
-        for above in self.alphas[i + 1:]:
-            mask &= above == 0
-        return mask
+        return self._layer_mask(i, lambda a: a == 255, lambda a: a == 0)
 
     def covered_above(self, i: int) -> np.ndarray:
         """Bool (H, W): pixels that layers above i hide completely."""
         mask = np.zeros(self.rgb.shape[:2], bool)
-        for above in self.alphas[i + 1:]:
-            mask |= above == 255
+        for j in range(i + 1, len(self.alphas)):
+            if self.boxes[j] is not None:
+                x0, y0, x1, y1 = self.boxes[j]
+                mask[y0:y1, x0:x1] |= self.alphas[j][y0:y1, x0:x1] == 255
         return mask
+
+    def coverage(self, i: int) -> int:
+        """Pixels where layer i's own alpha reaches VISIBLE_ALPHA, hidden or not."""
+        if self.boxes[i] is None:
+            return 0
+        x0, y0, x1, y1 = self.boxes[i]
+        return int(np.count_nonzero(self.alphas[i][y0:y1, x0:x1] >= VISIBLE_ALPHA))
+
+    def visible_count(self, i: int) -> int:
+        key = ("count", i)
+        if key not in self._cache:
+            box = self.boxes[i]
+            self._cache[key] = 0 if box is None else int(np.count_nonzero(self.visible(i)[box[1]:box[3], box[0]:box[2]]))
+        return self._cache[key]
+
+
+def _box_of(bbox: list[int] | None) -> Box | None:
+    return tuple(bbox) if bbox is not None else None
+
+
+def _overlap(a: Box, b: Box | None) -> bool:
+    return b is not None and a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def mask_bbox(mask: np.ndarray) -> list[int] | None:
@@ -105,16 +149,23 @@ def composite(canvas: np.ndarray, x0: int, y0: int, crop: np.ndarray) -> None:
     region[:] = cv2.add(cv2.cvtColor(crop, cv2.COLOR_RGBA2RGB), background)
 
 
-def render(scene: Scene) -> Rendered:
+def render(scene: Scene, base: Rendered | None = None, start: int = 0) -> Rendered:
+    """Render `scene`; with `base` (a render of the same background and first `start` layers), only the
+    layers from `start` on are drawn: two scenes that differ above a layer share the work below it."""
     width, height = scene.size
-    rgb = scene.background.copy()
-    alphas = []
-    for layer in scene.layers:
+    if base is not None:
+        rgb, alphas, boxes = base.rgb.copy(), list(base.alphas[:start]), list(base.boxes[:start])
+    else:
+        rgb, alphas, boxes, start = scene.background.copy(), [], [], 0
+    for layer in scene.layers[start:]:
         alpha = np.zeros((height, width), np.uint8)
         warped = warp_layer(layer.sprite.rgba, layer.matrix, width, height)
+        box = None
         if warped is not None:
             x0, y0, crop = warped
             composite(rgb, x0, y0, crop)
             alpha[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop[..., 3]
+            box = (x0, y0, x0 + crop.shape[1], y0 + crop.shape[0])
         alphas.append(alpha)
-    return Rendered(rgb, alphas)
+        boxes.append(box)
+    return Rendered(rgb, alphas, boxes)

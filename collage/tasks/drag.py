@@ -99,7 +99,8 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
 
     target_scene = Scene(scene.background, list(scene.layers))
     target_scene.layers[moved_index] = Layer(layer.sprite, moved_matrix)
-    src, tgt = render(scene), render(target_scene)
+    under = render(Scene(scene.background, scene.layers[:moved_index]))  # shared by both renders
+    src, tgt = render(scene, under, moved_index), render(target_scene, under, moved_index)
     require_visible(src, 0.4)
     require_visible(tgt, 0.4)
 
