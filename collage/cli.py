@@ -38,6 +38,8 @@ def cli() -> None:
 @click.option("--aspect-ratios", type=click.Choice(["square", "all"]), default="square", show_default=True,
               help="'all': draw each canvas from the 31 aspect buckets 4:1 … 1:4 around size².")
 @click.option("--ops", help="Comma-separated ops of --task (default: all of them).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A task option, e.g. add_background=mixed (edit) or depth_model=/path (reference); repeatable.")
 @click.option("--shard-size", type=CountType(), default="1000", show_default=True)
 @click.option("--image-format", type=click.Choice(["jpg", "png", "webp"]), default="jpg", show_default=True)
 @click.option("--workers", type=click.IntRange(1, 4096), help="Local Ray instance size (default: all cores).")
@@ -48,7 +50,7 @@ def cli() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the shard plan and estimated size; write nothing.")
 @click.option("--force", is_flag=True, help="Replace a run with a different config in --out.")
 @click.option("--no-progress", is_flag=True)
-def generate(task, pipeline, n, out, seed, size, aspect_ratios, ops, shard_size, image_format, workers, address, backend,
+def generate(task, pipeline, n, out, seed, size, aspect_ratios, ops, options, shard_size, image_format, workers, address, backend,
              manifest_dir, dry_run, force, no_progress) -> None:
     """Generate N samples into webdataset shards (resumable: rerun the same command to finish)."""
     from .api import make_config
@@ -57,7 +59,8 @@ def generate(task, pipeline, n, out, seed, size, aspect_ratios, ops, shard_size,
 
     if ops and pipeline:
         raise UserError("--ops goes with --task; a pipeline names its ops in its yaml")
-    cfg = make_config(task, n, seed, size, ops, shard_size, image_format, pipeline, aspect_ratios, manifest_dir)
+    cfg = make_config(task, n, seed, size, ops, shard_size, image_format, pipeline, aspect_ratios, manifest_dir,
+                      list(options))
     validate(cfg)
     if dry_run:
         click.echo(plan_text(cfg, estimate_bytes_per_sample(cfg, manifest_dir)))
@@ -89,6 +92,37 @@ def verify(out, no_decode) -> None:
         click.echo(f"verify: {len(problems)} problem(s) in {out}", err=True)
         raise SystemExit(1)
     click.echo(f"verify: ok: {totals['samples']:,} samples in {totals['shards']:,} shards, {totals['bytes'] / 1e6:,.1f} MB")
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Gallery folder to write.")
+@click.option("--n", "n", type=CountType(), default="200", show_default=True, help="Samples to show.")
+@click.option("--task", help="Only these tasks (comma-separated).")
+@click.option("--op", help="Only these ops (comma-separated).")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Which shards and samples.")
+@click.option("--thumb-size", type=click.IntRange(32, 2048), default=256, show_default=True, help="Thumbnail long side.")
+@click.option("--serve", is_flag=True, help="Then serve it on http://127.0.0.1:PORT until Ctrl-C.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+def gallery(sources, out_dir, n, task, op, seed, thumb_size, serve, port) -> None:
+    """Write a static QA gallery (index.html + thumbnails) of SOURCES: run directories or .tar shards."""
+    from .gallery import build_gallery, make_server
+
+    result = build_gallery(list(sources), out_dir, n=n, seed=seed, task=task, op=op, thumb_size=thumb_size)
+    click.echo(f"gallery: {result.samples:,} samples from {result.shards_read:,} of {result.shards_total:,} shards in "
+               f"{result.seconds:,.1f} s → {result.path / 'index.html'}")
+    if serve:
+        try:
+            server = make_server(out_dir, port)
+        except OSError as exc:
+            raise UserError(f"--port {port}: cannot serve on 127.0.0.1 ({exc.strerror}); try another --port") from None
+        click.echo(f"serving on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C to stop)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
 
 
 @cli.group()

@@ -26,6 +26,7 @@ class MixEntry:
     task: str
     ops: tuple[str, ...]
     weight: float = 1.0
+    options: tuple[tuple[str, str], ...] = ()  # the task's run options, sorted (key, value) pairs
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,14 @@ class RunConfig:
 
     def to_json(self) -> dict:
         data = asdict(self)
-        data["mix"] = [dict(task=m.task, ops=list(m.ops), weight=m.weight) for m in self.mix]
+        data["mix"] = [dict(task=m.task, ops=list(m.ops), weight=m.weight, options=dict(m.options)) for m in self.mix]
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> "RunConfig":
         data = dict(data)
-        data["mix"] = tuple(MixEntry(m["task"], tuple(m["ops"]), float(m["weight"])) for m in data["mix"])
+        data["mix"] = tuple(MixEntry(m["task"], tuple(m["ops"]), float(m["weight"]),
+                                     tuple(sorted((m.get("options") or {}).items()))) for m in data["mix"])
         return cls(**data)
 
     def identity(self) -> dict:
@@ -101,6 +103,30 @@ def validate(cfg: RunConfig) -> None:
             raise UserError(f"--ops {','.join(bad) or '(none)'} is not an op of {entry.task}: choose from {','.join(spec.ops)}")
         if not entry.weight > 0:
             raise UserError(f"task {entry.task} has weight {entry.weight}: weights must be positive")
+        for key, value in entry.options:
+            if key not in spec.options:
+                known = ", ".join(spec.options) or "none"
+                raise UserError(f"option {key!r} is not an option of {entry.task} (its options: {known})")
+            allowed = spec.options[key]
+            if callable(allowed):
+                allowed(value)  # the task's own check; raises UserError
+            elif allowed is not None and value not in allowed:
+                raise UserError(f"option {key}={value!r} for {entry.task}: choose one of {', '.join(allowed)}")
+
+
+def parse_options(pairs: list[str] | tuple[str, ...] | dict | None) -> tuple[tuple[str, str], ...]:
+    """`["add_background=mixed", …]` or a dict → sorted (key, value) pairs."""
+    if not pairs:
+        return ()
+    if isinstance(pairs, dict):
+        return tuple(sorted((str(k), str(v)) for k, v in pairs.items()))
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--option {pair!r}: write KEY=VALUE, e.g. --option add_background=mixed")
+        out[key.strip()] = value.strip()
+    return tuple(sorted(out.items()))
 
 
 def parse_ops(task: str, ops: str | None) -> tuple[str, ...]:
@@ -140,7 +166,10 @@ def load_pipeline(path: str | Path) -> tuple[str, tuple[MixEntry, ...], dict]:
             weight = float(item.get("weight", 1))
         except (TypeError, ValueError):
             raise UserError(f"--pipeline {path}: tasks[{i}].weight {item.get('weight')!r} is not a number") from None
-        mix.append(MixEntry(str(item["task"]), parse_ops(str(item["task"]), ops), weight))
+        options = item.get("options") or {}
+        if not isinstance(options, dict):
+            raise UserError(f"--pipeline {path}: tasks[{i}].options must be a mapping, e.g. {{add_background: mixed}}")
+        mix.append(MixEntry(str(item["task"]), parse_ops(str(item["task"]), ops), weight, parse_options(options)))
     return name, tuple(mix), data
 
 

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from .assets import AssetLibrary
-from .config import RunConfig, aspect_buckets
+from .config import MixEntry, RunConfig, aspect_buckets
 from .errors import Reject
 from .sample import encode_members
 from .storage import Storage
@@ -35,8 +35,8 @@ def sample_seed(run_seed: int, shard: int, index: int, attempt: int) -> int:
     return int(np.random.SeedSequence([run_seed, shard, index, attempt]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
-def choose(cfg: RunConfig, shard: int, index: int) -> tuple[str, str, int, int, int]:
-    """(task, op, width, height, bucket) of a sample, drawn from its own stream so redraws keep the mix."""
+def choose(cfg: RunConfig, shard: int, index: int) -> tuple[MixEntry, str, int, int, int]:
+    """(mix entry, op, width, height, bucket) of a sample, drawn from its own stream so redraws keep the mix."""
     rng = np.random.default_rng([cfg.seed, shard, index, 2**32])
     weights = np.array([m.weight for m in cfg.mix], np.float64)
     entry = cfg.mix[int(rng.choice(len(cfg.mix), p=weights / weights.sum()))] if len(cfg.mix) > 1 else cfg.mix[0]
@@ -47,18 +47,19 @@ def choose(cfg: RunConfig, shard: int, index: int) -> tuple[str, str, int, int, 
         width, height = buckets[bucket]
     else:
         bucket, width, height = len(aspect_buckets(cfg.size)) // 2, cfg.size, cfg.size
-    return entry.task, op, width, height, bucket
+    return entry, op, width, height, bucket
 
 
 def make_sample(cfg: RunConfig, assets: AssetLibrary, shard: int, index: int,
                 counters: dict) -> tuple[dict[str, bytes], dict]:
     """Tar members of sample `index`; rejected draws are redrawn, a crashing draw is counted and redrawn."""
-    task, op, width, height, bucket = choose(cfg, shard, index)
-    spec = get_task(task)
+    entry, op, width, height, bucket = choose(cfg, shard, index)
+    task, spec = entry.task, get_task(entry.task)
+    gen_config = GenConfig(op, width, height, dict(entry.options))
     for attempt in range(MAX_ATTEMPTS):
         seed = sample_seed(cfg.seed, shard, index, attempt)
         try:
-            sample = spec.generate(np.random.default_rng(seed), assets, GenConfig(op, width, height))
+            sample = spec.generate(np.random.default_rng(seed), assets, gen_config)
         except Reject:
             counters["rejects"] += 1
             continue

@@ -56,3 +56,18 @@ def test_help_lists_the_commands():
     assert result.returncode == 0
     for command in ("generate", "verify", "assets"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--task", "edit", "--option", "add_background=moon"], ["add_background", "moon", "blank, scene, mixed"]),
+    (["--task", "edit", "--option", "colour=red"], ["colour", "add_background"]),
+    (["--task", "edit", "--option", "nonsense"], ["--option", "KEY=VALUE"]),
+    (["--task", "reference", "--option", "depth_model=/nope"], ["depth_model", "/nope", "save_pretrained"]),
+])
+def test_bad_task_options(tmp_path, args, words):
+    out = tmp_path / "out"
+    result = run_cli("generate", *args, "--n", "5", "--out", str(out))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for word in words:
+        assert word in result.stderr
+    assert not out.exists()

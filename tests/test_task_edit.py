@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import hashlib
 from pathlib import Path
 
@@ -107,10 +109,10 @@ def test_add_is_on_a_blank_canvas_by_default(samples, lib):
         assert (s["tgt"][~anything] == 255).all() and (s["src"][~anything] == 255).all()
 
 
-def test_add_on_real_backgrounds_when_asked(tmp_path, monkeypatch):
-    monkeypatch.setenv("COLLAGE_EDIT_ADD_BACKGROUND", "scene")
+def test_add_on_real_backgrounds_when_asked(tmp_path):
     generate_run(out=str(tmp_path), task="edit", n=8, seed=2, size=128, ops=["add"], image_format="png",
-                 backend="local")
+                 backend="local", options=["add_background=scene"])
+    assert json.loads((tmp_path / "run.json").read_text())["mix"][0]["options"] == {"add_background": "scene"}
     white = [float((s["src"] == 255).all(axis=-1).mean()) for s in iter_samples(str(tmp_path))]
     assert min(white) < 0.5
 

@@ -129,19 +129,18 @@ def test_photo_depth_from_a_local_model(tmp_path, monkeypatch, lib):
                                     reassemble_factors=[4, 2, 1, 0.5])
     transformers.DPTForDepthEstimation(config).save_pretrained(tmp_path)
     transformers.DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False).save_pretrained(tmp_path)
-    monkeypatch.setenv("COLLAGE_DEPTH_MODEL", str(tmp_path))
     if not lib.photos:
         pytest.skip("no photos in the asset library")
     generate = get_task("reference").generate
     made = []
     for seed in range(40):
         try:
-            sample = generate(np.random.default_rng(seed), lib, GenConfig("depth", 160, 96))
+            sample = generate(np.random.default_rng(seed), lib, GenConfig("depth", 160, 96, {"depth_model": str(tmp_path)}))
         except Reject:
             continue
         made.append(sample)
         if sample.meta["condition"]["source"] == "model":
-            again = generate(np.random.default_rng(seed), lib, GenConfig("depth", 160, 96))
+            again = generate(np.random.default_rng(seed), lib, GenConfig("depth", 160, 96, {"depth_model": str(tmp_path)}))
             break
     else:
         pytest.fail("no photo depth sample in 40 draws")

@@ -6,8 +6,8 @@ sample redrawn. Writer, worker and runner look tasks up here and know nothing el
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -17,11 +17,13 @@ from ..sample import Sample
 
 @dataclass(frozen=True)
 class GenConfig:
-    """What a generator is told about the sample to make."""
+    """What a generator is told about the sample to make. `options` are the task's run options
+    (declared at registration, recorded in run.json), e.g. {"add_background": "mixed"} for edit."""
 
     op: str
     width: int
     height: int
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 Generator = Callable[[np.random.Generator, AssetLibrary, GenConfig], Sample]
@@ -32,6 +34,8 @@ class TaskSpec:
     name: str
     ops: tuple[str, ...]
     generate: Generator
+    # option name → allowed values, or a check that raises UserError, or None (any value)
+    options: Mapping[str, tuple[str, ...] | Callable[[str], None] | None] = field(default_factory=dict)
 
 
 TASKS: dict[str, TaskSpec] = {}
@@ -52,9 +56,9 @@ def required_members(task: str, op: str) -> tuple[str, ...]:
     return table.get(op, table.get("*", ("tgt",)))
 
 
-def register(name: str, ops: tuple[str, ...]):
+def register(name: str, ops: tuple[str, ...], options: Mapping | None = None):
     def wrap(fn: Generator) -> Generator:
-        TASKS[name] = TaskSpec(name, ops, fn)
+        TASKS[name] = TaskSpec(name, ops, fn, dict(options or {}))
         return fn
     return wrap
 

@@ -14,13 +14,12 @@ two are bit-identical before encoding.
 
 from __future__ import annotations
 
-import os
 
 import cv2
 import numpy as np
 
 from ..assets import AssetLibrary
-from ..errors import Reject, UserError
+from ..errors import Reject
 from ..geometry import footprint, inside, sprite_matrix
 from ..render import Layer, Scene, render
 from ..sample import Sample
@@ -30,17 +29,14 @@ from .labels import a_noun, object_entry, placed_objects, where
 
 OPS = ("add", "remove", "replace")
 BLANK = 255  # the blank canvas of `add`: white
-ADD_BACKGROUND_ENV = "COLLAGE_EDIT_ADD_BACKGROUND"
 ADD_BACKGROUNDS = ("blank", "scene", "mixed")
 MIN_VISIBLE = 0.5  # the edited object shows at least this share of itself where it is present
 MIN_CHANGED = 0.002  # and changes at least this share of the canvas
 
 
-def add_background_mode() -> str:
-    mode = os.environ.get(ADD_BACKGROUND_ENV, "blank")
-    if mode not in ADD_BACKGROUNDS:
-        raise UserError(f"{ADD_BACKGROUND_ENV}={mode!r}: choose one of {', '.join(ADD_BACKGROUNDS)}")
-    return mode
+def add_background_mode(cfg: GenConfig) -> str:
+    """The run option `add_background` (validated against ADD_BACKGROUNDS when the run is configured)."""
+    return cfg.options.get("add_background", "blank")
 
 
 def changed_pixels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -71,14 +67,14 @@ def replacement_layer(rng: np.random.Generator, assets: AssetLibrary, old: Layer
     raise Reject("no replacement fits where the old object was")
 
 
-@register("edit", OPS)
+@register("edit", OPS, options={"add_background": ADD_BACKGROUNDS})
 def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
     if cfg.op not in OPS:
         raise ValueError(f"unknown edit op {cfg.op!r}")
     width, height = cfg.width, cfg.height
     blank = None
     if cfg.op == "add":
-        mode = add_background_mode()
+        mode = add_background_mode(cfg)
         if mode == "blank" or (mode == "mixed" and rng.random() < 0.5):
             blank = np.full((height, width, 3), BLANK, np.uint8)
     scene, _ = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)), background=blank)

@@ -33,7 +33,7 @@ from .labels import a_noun, join_words, object_entry, placed_objects, top_layer_
 
 OPS = ("canny", "depth", "seg", "subject")
 CANNY_LOW = (50, 150)  # the low threshold is drawn from this range, the high one is 1.5–3× it
-DEPTH_MODEL_ENV = "COLLAGE_DEPTH_MODEL"
+DEPTH_MODEL_OPTION = "depth_model"
 PHOTO_DEPTH_SHARE = 0.5
 DEPTH_NEAREST_RANGE = (64, 255)  # layer levels run evenly from just above the first value to the second
 SEG_BACKGROUND = (0, 0, 0)
@@ -42,6 +42,13 @@ SEG_COLOURS = tuple(n for n in PALETTE if n not in ("black", "gray"))  # far fro
 
 # --- depth from a model ------------------------------------------------------------------------------
 
+def check_depth_model(path: str) -> None:
+    """Run-time validation of the `depth_model` option, before any shard starts."""
+    if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "config.json")):
+        raise UserError(f"option {DEPTH_MODEL_OPTION}={path!r} is not a model folder saved with save_pretrained "
+                        "(config.json, weights, preprocessor_config.json)")
+
+
 @functools.lru_cache(maxsize=2)
 def load_depth_model(path: str):
     """(image processor, model) of a transformers depth-estimation model saved at a local path."""
@@ -49,9 +56,8 @@ def load_depth_model(path: str):
         import torch  # noqa: F401
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
     except ImportError as exc:
-        raise UserError(f"{DEPTH_MODEL_ENV} needs torch and transformers (pip install 'collage[model]')") from exc
-    if not os.path.isdir(path):
-        raise UserError(f"{DEPTH_MODEL_ENV}={path!r} is not a directory saved with save_pretrained")
+        raise UserError(f"option {DEPTH_MODEL_OPTION} needs torch and transformers (pip install 'collage[model]')") from exc
+    check_depth_model(path)
     processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
     model = AutoModelForDepthEstimation.from_pretrained(path, local_files_only=True).eval()
     return processor, model
@@ -126,7 +132,7 @@ def canny_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig)
 
 
 def depth_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
-    model_path = os.environ.get(DEPTH_MODEL_ENV)
+    model_path = cfg.options.get(DEPTH_MODEL_OPTION)
     if model_path and assets.photos and rng.random() < PHOTO_DEPTH_SHARE:
         row = assets.photos[int(rng.integers(len(assets.photos)))]
         photo = crop_photo(rng, assets.cache.get(row["id"]), cfg.width, cfg.height)
@@ -209,7 +215,7 @@ def subject_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfi
 MAKERS = {"canny": canny_sample, "depth": depth_sample, "seg": seg_sample, "subject": subject_sample}
 
 
-@register("reference", OPS)
+@register("reference", OPS, options={DEPTH_MODEL_OPTION: check_depth_model})
 def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
     if cfg.op not in MAKERS:
         raise ValueError(f"unknown reference op {cfg.op!r}")
