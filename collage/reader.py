@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import webdataset as wds
 from PIL import Image
+
+from .errors import UserError
 
 
 def shard_urls(source: str | Path | list) -> list[str]:
@@ -42,8 +45,45 @@ def _decode(sample: dict) -> dict:
     return out
 
 
-def iter_samples(source: str | Path | list, decode: bool = True) -> Iterator[dict]:
-    """Samples in shard order: `__key__`, `json` (dict) and images as numpy (RGB, or L for masks)."""
+def excluded_keys(exclude: str | Path | Iterable[str] | None) -> frozenset[str]:
+    """Keys to skip: a flags export of `collage gallery` (flags.json / flags.csv), a json list of keys or of
+    {"key": …} rows, a csv with a `key` column, a text file of one key a line, or any iterable of keys."""
+    if exclude is None:
+        return frozenset()
+    if not isinstance(exclude, (str, Path)):
+        return frozenset(str(k) for k in exclude)
+    path = Path(exclude)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"exclude list {path}: cannot read it ({exc.strerror})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise UserError(f"exclude list {path} is not valid json ({exc})") from None
+        if isinstance(data, dict):
+            data = data.get("flags", data.get("keys", []))
+        if not isinstance(data, list):
+            raise UserError(f"exclude list {path}: expected a list of keys or of {{\"key\": …}} rows")
+        return frozenset(str(row["key"]) if isinstance(row, dict) else str(row) for row in data)
+    if path.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+        if rows and "key" not in rows[0]:
+            raise UserError(f"exclude list {path}: the csv needs a `key` column")
+        return frozenset(row["key"] for row in rows if row.get("key"))
+    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def iter_samples(source: str | Path | list, decode: bool = True,
+                 exclude: str | Path | Iterable[str] | None = None) -> Iterator[dict]:
+    """Samples in shard order: `__key__`, `json` (dict) and images as numpy (RGB, or L for masks).
+
+    `exclude`: keys to skip (see `excluded_keys`), e.g. the flags a QA person exported from the gallery.
+    """
+    skip = excluded_keys(exclude)
     dataset = wds.WebDataset(shard_urls(source), shardshuffle=False, empty_check=False)
     for sample in dataset:
+        if sample["__key__"] in skip:
+            continue
         yield _decode(sample) if decode else sample
