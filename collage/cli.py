@@ -125,6 +125,18 @@ def gallery(sources, out_dir, n, task, op, seed, thumb_size, serve, port) -> Non
             server.server_close()
 
 
+@cli.command()
+@click.option("--task", required=True, help="The task to illustrate (one row per op).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--size", type=int, default=256, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def sheet(task, out, size, seed) -> None:
+    """Write a small PNG contact sheet: one example per op (source | target | mask | condition)."""
+    from .sheet import make_sheet
+
+    click.echo(f"wrote {make_sheet(task, out, size=size, seed=seed)}")
+
+
 @cli.group()
 def assets() -> None:
     """Build asset manifests and import the sets you own."""

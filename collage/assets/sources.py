@@ -6,6 +6,7 @@ and a note, so `collage assets build` works on any machine and says what it coul
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import re
@@ -132,13 +133,39 @@ def twemoji_rows(note: Callable[[str], None]) -> list[dict]:
 
 # --- clipart -------------------------------------------------------------------------------------
 
+# Clipart that is an object a caption can name; icons, logos, maps, signs and borders are left out.
+OPENCLIPART_CATEGORIES = ("animals", "buildings", "containers", "education", "electronics", "food", "office",
+                          "people", "plants", "recreation", "science", "tools", "transportation")
+DICTIONARY = Path("/usr/share/dict/words")  # Debian `wamerican`: keeps names made of real words
+
+
+_DANGLING = {"and", "or", "of", "the", "a", "an", "with", "in", "on", "under", "over", "for", "to", "at", "by"}
+# One-word clipart titles that describe a style or a colour, not a thing a caption could name.
+_NOT_THINGS = {"white", "black", "red", "yellow", "blue", "green", "pink", "purple", "gray", "grey", "brown", "bordered",
+               "ornamental", "simple", "silhouette", "magnifying", "cartoon", "small", "big", "contour", "boating",
+               "sailing", "paint", "sport", "parking", "kaboom", "grounded", "bottled", "aussie", "creation", "cycle"}
+
+
+@functools.lru_cache(maxsize=1)
+def _english_words() -> frozenset[str]:
+    # Lower-case entries only: names (Gerald, Linda …) are capitalised there, and authors sign clipart by name.
+    text = DICTIONARY.read_text(errors="ignore") if DICTIONARY.exists() else ""
+    return frozenset(w for w in text.split() if w.isalpha() and w.islower())
+
+
 def openclipart_name(stem: str) -> str | None:
-    """`chemistry_flask_matthew__02` → `chemistry flask`: drop the counter and the author's name."""
+    """`chemistry_flask_matthew__02` → `chemistry flask`: drop the counter and the author's name; keep
+    names of one to three dictionary words (without a dictionary: short alphabetic words)."""
     tokens = [t for t in stem.lower().split("_") if t and not t.isdigit()]
     if len(tokens) >= 2:
         tokens = tokens[:-1]
-    name = " ".join(tokens)
-    return name if re.fullmatch(r"[a-z][a-z ]{2,40}", name) else None
+    words = _english_words()
+    known = (lambda t: t in words and len(t) > 1) if words else (lambda t: t.isalpha() and 2 < len(t) <= 10)
+    if not 1 <= len(tokens) <= 3 or not all(known(t) for t in tokens) or tokens[-1] in _DANGLING:
+        return None
+    if len(tokens) == 1 and (tokens[0] in _NOT_THINGS or len(tokens[0]) < 3):
+        return None
+    return " ".join(tokens)
 
 
 def openclipart_rows(note: Callable[[str], None]) -> list[dict]:
@@ -147,7 +174,7 @@ def openclipart_rows(note: Callable[[str], None]) -> list[dict]:
         note("openclipart-png not installed (apt-get install openclipart-png): skipped")
         return []
     rows, too_big = [], 0
-    for png in sorted(root.rglob("*.png")):
+    for png in sorted(p for c in OPENCLIPART_CATEGORIES for p in (root / c).rglob("*.png")):
         name = openclipart_name(png.stem)
         if name is None:
             continue
