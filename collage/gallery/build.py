@@ -145,7 +145,7 @@ def _summary(runs: list[RunInfo]) -> tuple[str, str]:
         stats = info.stats
         failures = [("failed draws", stats.get("failures", 0)), ("redraws (rejects)", stats.get("rejects", 0)),
                     ("assets skipped", stats.get("assets_skipped", 0))]
-        task_op = [(f"{t}/{o}", n) for (t, o), n in sorted(info.task_op.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))]
+        task_op = sorted((f"{t}/{o}", n) for (t, o), n in info.task_op.items())
         sources = sorted(info.caption_sources.items(), key=lambda kv: str(kv[0]))
         charts = [
             plots.bar_chart("samples per task/op", task_op, chart_class="task-op"),
