@@ -15,23 +15,21 @@ import os
 import tempfile
 import time
 
-import numpy as np
-
 from collage.api import make_config
-from collage.storage import Storage
-from collage.tasks import TASKS, GenConfig, get_task
-from collage.worker import library, make_sample, sample_seed
-from collage.errors import Reject
 from collage.sample import encode_members
+from collage.storage import Storage
+from collage.tasks import TASKS
+from collage.worker import draw_sample, library, make_sample
 from collage.writer import ShardWriter
 
 
 def composed_rate(task: str, size: int, count: int) -> tuple[float, list]:
-    """Samples/s of the full path on this core: draw, compose, encode, write a shard."""
+    """Samples/s of the full path on this core: draw, compose, encode, write a shard. Also returns the same
+    samples, drawn again and kept in memory, for the encode-only bound."""
     cfg = make_config(task=task, n=count, size=size, shard_size=count)
     assets = library(None)
+    counters = {"rejects": 0, "failures": 0}
     with tempfile.TemporaryDirectory() as out:
-        counters = {"rejects": 0, "failures": 0}
         started = time.perf_counter()
         with ShardWriter(Storage(out), cfg.name, 0) as writer:
             for i in range(count):
@@ -39,26 +37,16 @@ def composed_rate(task: str, size: int, count: int) -> tuple[float, list]:
                 writer.write(f"b-000000-{i:06d}", members, {"task": task})
             writer.commit({})
         elapsed = time.perf_counter() - started
-    # The same samples again, kept in memory, for the encode-only bound.
-    samples = []
-    for i in range(count):
-        task_, op, w, h, _ = __import__("collage.worker", fromlist=["choose"]).choose(cfg, 0, i)
-        for attempt in range(64):
-            try:
-                samples.append((get_task(task_).generate(np.random.default_rng(sample_seed(0, 0, i, attempt)), assets,
-                                                         GenConfig(op, w, h)), {"task": task_}))
-                break
-            except Reject:
-                continue
-    return count / elapsed, samples
+    return count / elapsed, [draw_sample(cfg, assets, 0, i, counters) for i in range(count)]
 
 
 def encode_only_rate(samples: list, fmt: str = "jpg") -> float:
+    """The same images through the same encoder and writer, with composing taken out."""
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
         with ShardWriter(Storage(out), "bench", 0) as writer:
             for i, (sample, meta) in enumerate(samples):
-                writer.write(f"b-000000-{i:06d}", encode_members(sample, {**meta, **sample.meta}, fmt), meta)
+                writer.write(f"b-000000-{i:06d}", encode_members(sample, meta, fmt), {"task": meta["task"]})
             writer.commit({})
         return len(samples) / (time.perf_counter() - started)
 

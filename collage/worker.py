@@ -13,7 +13,7 @@ import numpy as np
 from .assets import AssetLibrary
 from .config import MixEntry, RunConfig, aspect_buckets
 from .errors import Reject
-from .sample import encode_members
+from .sample import Sample, encode_members
 from .storage import Storage
 from .tasks import GenConfig, get_task
 from .writer import ShardWriter, shard_stem
@@ -50,9 +50,8 @@ def choose(cfg: RunConfig, shard: int, index: int) -> tuple[MixEntry, str, int, 
     return entry, op, width, height, bucket
 
 
-def make_sample(cfg: RunConfig, assets: AssetLibrary, shard: int, index: int,
-                counters: dict) -> tuple[dict[str, bytes], dict]:
-    """Tar members of sample `index`; rejected draws are redrawn, a crashing draw is counted and redrawn."""
+def draw_sample(cfg: RunConfig, assets: AssetLibrary, shard: int, index: int, counters: dict) -> tuple[Sample, dict]:
+    """Sample `index` and its json; rejected draws are redrawn, a crashing draw is counted and redrawn."""
     entry, op, width, height, bucket = choose(cfg, shard, index)
     task, spec = entry.task, get_task(entry.task)
     gen_config = GenConfig(op, width, height, dict(entry.options))
@@ -71,8 +70,15 @@ def make_sample(cfg: RunConfig, assets: AssetLibrary, shard: int, index: int,
         meta = {"task": task, "op": sample.op, "prompt": sample.meta["prompt"], "caption": sample.meta["prompt"],
                 "caption_source": "template", "width": width, "height": height, "seed": seed, "bucket": bucket,
                 **{k: v for k, v in sample.meta.items() if k != "prompt"}}
-        return encode_members(sample, meta, cfg.image_format), meta
+        return sample, meta
     raise RuntimeError(f"{task}/{op} sample {index} of shard {shard}: no valid draw in {MAX_ATTEMPTS} attempts")
+
+
+def make_sample(cfg: RunConfig, assets: AssetLibrary, shard: int, index: int,
+                counters: dict) -> tuple[dict[str, bytes], dict]:
+    """Tar members and json of sample `index`."""
+    sample, meta = draw_sample(cfg, assets, shard, index, counters)
+    return encode_members(sample, meta, cfg.image_format), meta
 
 
 def make_shard(cfg: RunConfig, shard: int, out: str, manifest_dir: str | None = None) -> dict:
