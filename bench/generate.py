@@ -23,10 +23,10 @@ from collage.worker import draw_sample, library, make_sample
 from collage.writer import ShardWriter
 
 
-def composed_rate(task: str, size: int, count: int) -> tuple[float, list]:
+def composed_rate(task: str, size: int, count: int, op: str | None = None) -> tuple[float, list]:
     """Samples/s of the full path on this core: draw, compose, encode, write a shard. Also returns the same
     samples, drawn again and kept in memory, for the encode-only bound."""
-    cfg = make_config(task=task, n=count, size=size, shard_size=count)
+    cfg = make_config(task=task, n=count, size=size, shard_size=count, ops=[op] if op else None)
     assets = library(None)
     counters = {"rejects": 0, "failures": 0}
     with tempfile.TemporaryDirectory() as out:
@@ -70,18 +70,21 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=300, help="samples per measurement")
     parser.add_argument("--ray-n", type=int, default=2000)
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--per-op", action="store_true", help="one row per op instead of per task")
     args = parser.parse_args()
     tasks = sorted(TASKS) if args.tasks == "all" else args.tasks.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
     library(None)  # decode assets before timing
-    print(f"{'task':<10}{'size':>6}{'samples/s/core':>16}{'encode-only':>13}{'ratio':>7}")
+    print(f"{'task/op':<20}{'size':>6}{'samples/s/core':>16}{'encode-only':>13}{'ratio':>7}")
     for task in tasks:
-        for size in sizes:
-            count = max(30, args.count * 512 * 512 // (size * size))
-            composed_rate(task, size, min(count, 20))  # warm-up
-            rate, samples = composed_rate(task, size, count)
-            bound = encode_only_rate(samples)
-            print(f"{task:<10}{size:>6}{rate:>16.1f}{bound:>13.1f}{rate / bound:>7.2f}", flush=True)
+        for op in (TASKS[task].ops if args.per_op else [None]):
+            for size in sizes:
+                count = max(30, args.count * 512 * 512 // (size * size))
+                composed_rate(task, size, min(count, 20), op)  # warm-up
+                rate, samples = composed_rate(task, size, count, op)
+                bound = encode_only_rate(samples)
+                label = f"{task}/{op}" if op else task
+                print(f"{label:<20}{size:>6}{rate:>16.1f}{bound:>13.1f}{rate / bound:>7.2f}", flush=True)
     if not args.no_ray:
         size = 512 if 512 in sizes else sizes[0]
         one, rss1 = ray_rate(tasks[0], size, args.ray_n, 1)
