@@ -6,6 +6,7 @@ compositing `out = fg + bg·(1 − a)` gives clean edges with no dark fringes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -40,32 +41,60 @@ class Scene:
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
 
 
+class FullAlphas(Sequence):
+    """Per-layer full-canvas alpha maps, made on first access from the crops (most labels never need them)."""
+
+    def __init__(self, crops: list[np.ndarray | None], boxes: list[Box | None], shape: tuple[int, int]):
+        self._crops, self._boxes, self._shape, self._made = crops, boxes, shape, {}
+
+    def __len__(self) -> int:
+        return len(self._crops)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]
+        if i not in self._made:
+            full = np.zeros(self._shape, np.uint8)
+            if self._boxes[i] is not None:
+                x0, y0, x1, y1 = self._boxes[i]
+                full[y0:y1, x0:x1] = self._crops[i]
+            full.setflags(write=False)
+            self._made[i] = full
+        return self._made[i]
+
+
 @dataclass
 class Rendered:
-    """The image plus each layer's warped alpha, as full-canvas uint8 maps (0 where the layer is absent).
+    """The image plus each layer's warped alpha: `crops[i]` covers `boxes[i]` (None: off the canvas).
 
-    `boxes[i]` bounds where layer i's alpha can be non-zero (None: off the canvas); the mask queries
-    below work inside those boxes only, which is most of what makes them cheap.
+    `alphas[i]` gives the same as a full-canvas (H, W) uint8 map. The mask queries below work inside the
+    layers' boxes only, which is most of what makes them cheap.
     """
 
     rgb: np.ndarray  # (H, W, 3) uint8
-    alphas: list[np.ndarray]  # per layer (H, W) uint8, bottom to top
-    boxes: list[Box | None] = field(default_factory=list)
+    crops: list[np.ndarray | None]  # per layer, bottom to top: alpha over its box
+    boxes: list[Box | None]
     _cache: dict = field(default_factory=dict, repr=False)
 
-    def __post_init__(self) -> None:
-        if not self.boxes:  # built by hand: derive the boxes from the alphas
-            self.boxes = [_box_of(mask_bbox(a > 0)) for a in self.alphas]
+    @property
+    def alphas(self) -> FullAlphas:
+        if "alphas" not in self._cache:
+            self._cache["alphas"] = FullAlphas(self.crops, self.boxes, self.rgb.shape[:2])
+        return self._cache["alphas"]
 
     def _layer_mask(self, i: int, own, above_ok) -> np.ndarray:
         mask = np.zeros(self.rgb.shape[:2], bool)
         box = self.boxes[i]
         if box is not None:
             x0, y0, x1, y1 = box
-            sub = own(self.alphas[i][y0:y1, x0:x1])
-            for j in range(i + 1, len(self.alphas)):
-                if _overlap(box, self.boxes[j]):
-                    sub &= above_ok(self.alphas[j][y0:y1, x0:x1])
+            sub = own(self.crops[i])
+            for j in range(i + 1, len(self.crops)):
+                other = self.boxes[j]
+                if _overlap(box, other):
+                    ix0, iy0, ix1, iy1 = max(x0, other[0]), max(y0, other[1]), min(x1, other[2]), min(y1, other[3])
+                    above = self.crops[j][iy0 - other[1]:iy1 - other[1], ix0 - other[0]:ix1 - other[0]]
+                    sub[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] &= above_ok(above)
             mask[y0:y1, x0:x1] = sub
         return mask
 
@@ -85,18 +114,15 @@ class Rendered:
     def covered_above(self, i: int) -> np.ndarray:
         """Bool (H, W): pixels that layers above i hide completely."""
         mask = np.zeros(self.rgb.shape[:2], bool)
-        for j in range(i + 1, len(self.alphas)):
+        for j in range(i + 1, len(self.crops)):
             if self.boxes[j] is not None:
                 x0, y0, x1, y1 = self.boxes[j]
-                mask[y0:y1, x0:x1] |= self.alphas[j][y0:y1, x0:x1] == 255
+                mask[y0:y1, x0:x1] |= self.crops[j] == 255
         return mask
 
     def coverage(self, i: int) -> int:
         """Pixels where layer i's own alpha reaches VISIBLE_ALPHA, hidden or not."""
-        if self.boxes[i] is None:
-            return 0
-        x0, y0, x1, y1 = self.boxes[i]
-        return int(np.count_nonzero(self.alphas[i][y0:y1, x0:x1] >= VISIBLE_ALPHA))
+        return 0 if self.crops[i] is None else int(np.count_nonzero(self.crops[i] >= VISIBLE_ALPHA))
 
     def visible_count(self, i: int) -> int:
         key = ("count", i)
@@ -104,10 +130,6 @@ class Rendered:
             box = self.boxes[i]
             self._cache[key] = 0 if box is None else int(np.count_nonzero(self.visible(i)[box[1]:box[3], box[0]:box[2]]))
         return self._cache[key]
-
-
-def _box_of(bbox: list[int] | None) -> Box | None:
-    return tuple(bbox) if bbox is not None else None
 
 
 def _overlap(a: Box, b: Box | None) -> bool:
@@ -154,18 +176,17 @@ def render(scene: Scene, base: Rendered | None = None, start: int = 0) -> Render
     layers from `start` on are drawn: two scenes that differ above a layer share the work below it."""
     width, height = scene.size
     if base is not None:
-        rgb, alphas, boxes = base.rgb.copy(), list(base.alphas[:start]), list(base.boxes[:start])
+        rgb, crops, boxes = base.rgb.copy(), list(base.crops[:start]), list(base.boxes[:start])
     else:
-        rgb, alphas, boxes, start = scene.background.copy(), [], [], 0
+        rgb, crops, boxes, start = scene.background.copy(), [], [], 0
     for layer in scene.layers[start:]:
-        alpha = np.zeros((height, width), np.uint8)
         warped = warp_layer(layer.sprite.rgba, layer.matrix, width, height)
-        box = None
-        if warped is not None:
-            x0, y0, crop = warped
-            composite(rgb, x0, y0, crop)
-            alpha[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop[..., 3]
-            box = (x0, y0, x0 + crop.shape[1], y0 + crop.shape[0])
-        alphas.append(alpha)
-        boxes.append(box)
-    return Rendered(rgb, alphas, boxes)
+        if warped is None:
+            crops.append(None)
+            boxes.append(None)
+            continue
+        x0, y0, crop = warped
+        composite(rgb, x0, y0, crop)
+        crops.append(np.ascontiguousarray(crop[..., 3]))
+        boxes.append((x0, y0, x0 + crop.shape[1], y0 + crop.shape[0]))
+    return Rendered(rgb, crops, boxes)

@@ -36,7 +36,7 @@ def layer_footprint(layer: Layer) -> Polygon:
 
 def require_visible(rendered: Rendered, min_fraction: float, min_pixels: int = 64) -> None:
     """Reject a scene where some object is mostly hidden: a caption must not name what cannot be seen."""
-    for i in range(len(rendered.alphas)):
+    for i in range(len(rendered.crops)):
         whole, seen = rendered.coverage(i), rendered.visible_count(i)
         if whole == 0 or seen < min_pixels or seen < min_fraction * whole:
             raise Reject(f"layer {i} is hidden ({seen}/{whole} px visible)")

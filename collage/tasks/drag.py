@@ -73,7 +73,7 @@ def pick_points(rng: np.random.Generator, src_ok: tuple, tgt_ok: tuple, matrix: 
     valid = (moved[:, 0] >= 0) & (moved[:, 0] < w) & (moved[:, 1] >= 0) & (moved[:, 1] < h)
     valid[valid] = tgt_mask[moved[valid, 1], moved[valid, 0]]
     chosen: list[np.ndarray] = []
-    for p in pts[valid]:
+    for p in pts[valid][:512]:  # a random sample already: more candidates only cost time
         if all(np.hypot(*(p - q)) >= min_spacing for q in chosen):
             chosen.append(p)
             if len(chosen) == count:
