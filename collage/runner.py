@@ -195,7 +195,8 @@ def ray_session(workers: int | None, address: str | None):
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise UserError(f"--address {address}: cannot join the Ray cluster ({str(exc).splitlines()[0]})") from None
         else:
-            ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, logging_level=logging.WARNING)
+            # ERROR: a local loopback instance needs no notice about its (default) token authentication.
+            ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, logging_level=logging.ERROR)
     try:
         yield ray
     finally:
