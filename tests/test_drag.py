@@ -51,6 +51,7 @@ def test_prompt_carries_the_points_with_three_decimals(png_run):
         meta = s["json"]
         match = PROMPT.match(meta["prompt"])
         assert match, meta["prompt"]
+        assert "-0.000" not in meta["prompt"]
         assert 1 <= len(meta["points"]) <= 5
         in_prompt = [tuple(float(v) for v in p) for p in re.findall(POINT, meta["prompt"])]
         assert in_prompt == [tuple(round(v, 3) for v in p) for p in meta["points"]]

@@ -105,10 +105,12 @@ def _run_info(folder: Path) -> RunInfo:
             stats = json.loads(marker.read_text())
         except (OSError, ValueError):
             continue
-        for name in ("samples", "bytes", "failures", "rejects", "assets_skipped"):
+        for name in ("samples", "bytes", "failures", "rejects"):
             value = stats.get(name)
             if isinstance(value, (int, float)):
                 totals[name] += value
+        # Skipped assets are a property of the asset library every shard used, not a per-shard count.
+        totals["assets_skipped"] = max(totals["assets_skipped"], stats.get("assets_skipped") or 0)
     return RunInfo(path=folder, config=config, shards_total=len(markers), stats=dict(totals))
 
 

@@ -119,7 +119,8 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
               for (x, y), (mx, my) in zip(pixels, moved)]
 
     name = layer.name
-    prompt = f"Drag the {name}: " + "; ".join(f"({x:.3f}, {y:.3f}, {dx:.3f}, {dy:.3f})" for x, y, dx, dy in points)
+    # round, then add 0.0: a tiny negative would otherwise print as "-0.000"
+    prompt = f"Drag the {name}: " + "; ".join("(" + ", ".join(f"{round(v, 3) + 0.0:.3f}" for v in p) + ")" for p in points)
     transform["matrix"] = np.round(transform["matrix"], 6).tolist()
     return Sample(
         op=cfg.op,
