@@ -168,3 +168,23 @@ def test_run_on_a_ray_cluster_by_address(tmp_path, assets):
         assert tar_hashes(out) == tar_hashes(local)
     finally:
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path, assets):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "collage", *GEN, "--n", "1200", "--seed", "12", "--out", str(out), "--workers", "2"]
+    driver = subprocess.Popen(args, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("*.stats.json"))) < 2:
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGINT)
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 130, stderr
+    assert "interrupted" in stderr and "rerun the same command to resume" in stderr
+    assert "Traceback" not in stderr
+    assert len(list(out.glob("*.stats.json"))) < 30
+    rerun = run_cli(*GEN, "--n", "1200", "--seed", "12", "--out", str(out), "--workers", "2")
+    assert rerun.returncode == 0, rerun.stderr
+    keys = _keys(out)
+    assert len(keys) == len(set(keys)) == 1200
+    assert run_cli("verify", str(out)).returncode == 0
