@@ -1,4 +1,4 @@
-"""Shared fixtures: the asset library (decoded once per machine), one local Ray instance per session, the CLI."""
+"""Shared fixtures: the asset library (decoded once per machine), torch threads, the CLI as a user runs it."""
 
 from __future__ import annotations
 
@@ -20,14 +20,20 @@ def assets():
 
 
 @pytest.fixture(scope="session")
-def ray_session():
-    """One local Ray instance for every in-process test that needs it (starting Ray costs seconds)."""
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # stay on loopback
-    import ray
+def lib(assets):
+    """The same library under the name the task tests use."""
+    return assets
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield ray
-    ray.shutdown()
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny torch ops: on a busy 2-core box OpenMP barriers cost more than the second core gives."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def cli_env() -> dict:

@@ -21,13 +21,7 @@ from model.flow import (  # noqa: E402
 TINY = PRESETS["tiny"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny ops: on a busy 2-core box OpenMP barriers cost more than the second core gives
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_time_direction_t1_is_noise_and_target_is_dxdt():

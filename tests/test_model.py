@@ -16,13 +16,7 @@ from model.flow import flow_loss, velocity_target  # noqa: E402
 TINY = PRESETS["tiny"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny ops: on a busy 2-core box OpenMP barriers cost more than the second core gives
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def randomized(cfg: DiTConfig = TINY, seed: int = 0) -> DreamOmniDiT:

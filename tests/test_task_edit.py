@@ -12,15 +12,9 @@ import numpy as np
 import pytest
 
 from collage.api import generate_run, iter_samples
-from collage.assets import AssetLibrary
 from pixel_checks import assert_sprites_shown, layer_alpha, layers
 
 OPS = ["add", "remove", "replace"]
-
-
-@pytest.fixture(scope="module")
-def lib():
-    return AssetLibrary(warn=False)
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,11 @@ import numpy as np
 import pytest
 
 from collage.api import generate_run, iter_samples
-from collage.assets import AssetLibrary
 from collage.tasks import GenConfig, get_task
 from collage.errors import Reject
 from pixel_checks import assert_sprites_shown, colour_mask, layers, visible_regions
 
 OPS = ["canny", "depth", "seg", "subject"]
-
-
-@pytest.fixture(scope="module")
-def lib():
-    return AssetLibrary(warn=False)
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,10 @@ import numpy as np
 import pytest
 
 from collage.api import generate_run, iter_samples
-from collage.assets import AssetLibrary
 from collage.palette import PALETTE
 from pixel_checks import assert_sprites_shown, bbox, colour_mask, layers, visible_regions
 
 OPS = ["segment", "detect"]
-
-
-@pytest.fixture(scope="module")
-def lib():
-    return AssetLibrary(warn=False)
 
 
 @pytest.fixture(scope="module")
