@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--ray-n", type=int, default=2000)
     parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--per-op", action="store_true", help="one row per op instead of per task")
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many timings (this VM's speed varies)")
     args = parser.parse_args()
     tasks = sorted(TASKS) if args.tasks == "all" else args.tasks.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -82,7 +83,8 @@ def main() -> None:
                 count = max(30, args.count * 512 * 512 // (size * size))
                 composed_rate(task, size, min(count, 20), op)  # warm-up
                 rate, samples = composed_rate(task, size, count, op)
-                bound = encode_only_rate(samples)
+                rate = max([rate] + [composed_rate(task, size, count, op)[0] for _ in range(args.repeat - 1)])
+                bound = max(encode_only_rate(samples) for _ in range(args.repeat))
                 label = f"{task}/{op}" if op else task
                 print(f"{label:<20}{size:>6}{rate:>16.1f}{bound:>13.1f}{rate / bound:>7.2f}", flush=True)
     if not args.no_ray:

@@ -105,7 +105,12 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     require_visible(tgt, 0.4)
 
     # Every pixel the object can have changed: its coverage before or after, unless hidden by layers above.
-    mask = ((src.alphas[moved_index] > 0) | (tgt.alphas[moved_index] > 0)) & ~src.covered_above(moved_index)
+    mask = np.zeros((height, width), bool)
+    for rendered in (src, tgt):
+        if rendered.boxes[moved_index] is not None:
+            x0, y0, x1, y1 = rendered.boxes[moved_index]
+            mask[y0:y1, x0:x1] |= rendered.crops[moved_index] > 0
+    mask &= ~src.covered_above(moved_index)
     if not mask.any():
         raise Reject("nothing changed")
 
