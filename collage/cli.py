@@ -211,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         return 2
+    except OSError as exc:  # the file system said no (disk full, permissions): say so in one line
+        click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+        return 1
     except (KeyboardInterrupt, click.Abort):
         click.echo("\ninterrupted: finished shards are kept; rerun the same command to resume", err=True)
         return 130

@@ -56,7 +56,15 @@ def finished_shards(storage: Storage, cfg: RunConfig) -> dict[int, dict]:
 
 def prepare_out(storage: Storage, cfg: RunConfig, force: bool) -> None:
     """Refuse a different config in the same OUT (unless forced, which clears the old run's shards)."""
-    storage.makedirs()
+    try:
+        storage.makedirs()
+    except OSError as exc:
+        raise UserError(f"--out {storage.url}: cannot use it as a run folder ({exc.strerror}); pass a writable folder path") from None
+    if not storage.exists("run.json") and not force:
+        strangers = [n for n in storage.names() if not n.startswith(".")]
+        if strangers:
+            raise UserError(f"--out {storage.url} is a non-empty folder that is not a collage run (it holds "
+                            f"{strangers[0]!r}…); pick a new or empty folder, or --force to write there anyway")
     if storage.exists("run.json"):
         try:
             old = RunConfig.from_json(json.loads(storage.read_bytes("run.json"))).identity()

@@ -71,3 +71,17 @@ def test_bad_task_options(tmp_path, args, words):
     for word in words:
         assert word in result.stderr
     assert not out.exists()
+
+
+def test_out_that_is_a_file_or_a_foreign_folder(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine")
+    result = run_cli("generate", "--task", "drag", "--n", "5", "--out", str(a_file), "--backend", "local")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "--out" in result.stderr
+    assert a_file.read_text() == "mine"
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "holiday.jpg").write_bytes(b"x")
+    result = run_cli("generate", "--task", "drag", "--n", "5", "--out", str(folder), "--backend", "local")
+    assert result.returncode == 2 and "not a collage run" in result.stderr and "holiday.jpg" in result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["holiday.jpg"]
