@@ -52,15 +52,22 @@ def encode_only_rate(samples: list, fmt: str = "jpg") -> float:
 
 
 def ray_rate(task: str, size: int, n: int, workers: int) -> tuple[float, float]:
-    from collage.runner import run
+    """Steady-state samples/s on a local Ray instance of `workers` CPUs (worker start-up and the asset-library
+    load happen in a warm-up run first), and the workers' peak RSS in MB."""
+    import json
 
-    with tempfile.TemporaryDirectory() as out:
-        cfg = make_config(task=task, n=n, size=size, shard_size=max(50, n // (4 * workers)))
-        summary = run(cfg, out, backend="ray", workers=workers, progress=False)
-        import json
-        rss = max(json.loads(open(p).read())["peak_rss_mb"] for p in
-                  [os.path.join(out, f) for f in os.listdir(out) if f.endswith(".stats.json")])
-        return summary.samples / summary.seconds, rss
+    from collage.runner import ray_session, run
+
+    with ray_session(workers, None):
+        with tempfile.TemporaryDirectory() as warm:
+            run(make_config(task=task, n=4 * workers, size=size, shard_size=2), warm, backend="ray", workers=workers,
+                progress=False)
+        with tempfile.TemporaryDirectory() as out:
+            cfg = make_config(task=task, n=n, size=size, shard_size=max(50, n // (4 * workers)))
+            summary = run(cfg, out, backend="ray", workers=workers, progress=False)
+            rss = max(json.loads(open(os.path.join(out, f)).read())["peak_rss_mb"]
+                      for f in os.listdir(out) if f.endswith(".stats.json"))
+    return summary.samples / summary.seconds, rss
 
 
 def main() -> None:
