@@ -83,33 +83,60 @@ class Rendered:
             self._cache["alphas"] = FullAlphas(self.crops, self.boxes, self.rgb.shape[:2])
         return self._cache["alphas"]
 
-    def _layer_mask(self, i: int, own, above_ok) -> np.ndarray:
-        mask = np.zeros(self.rgb.shape[:2], bool)
+    def _layer_crop(self, i: int, own, above_ok) -> np.ndarray | None:
+        """Bool over boxes[i]: `own(alpha_i)` where every layer above satisfies `above_ok` (None: off-canvas)."""
         box = self.boxes[i]
-        if box is not None:
-            x0, y0, x1, y1 = box
-            sub = own(self.crops[i])
-            for j in range(i + 1, len(self.crops)):
-                other = self.boxes[j]
-                if _overlap(box, other):
-                    ix0, iy0, ix1, iy1 = max(x0, other[0]), max(y0, other[1]), min(x1, other[2]), min(y1, other[3])
-                    above = self.crops[j][iy0 - other[1]:iy1 - other[1], ix0 - other[0]:ix1 - other[0]]
-                    sub[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] &= above_ok(above)
-            mask[y0:y1, x0:x1] = sub
+        if box is None:
+            return None
+        x0, y0, x1, y1 = box
+        sub = own(self.crops[i])
+        for j in range(i + 1, len(self.crops)):
+            other = self.boxes[j]
+            if _overlap(box, other):
+                ix0, iy0, ix1, iy1 = max(x0, other[0]), max(y0, other[1]), min(x1, other[2]), min(y1, other[3])
+                above = self.crops[j][iy0 - other[1]:iy1 - other[1], ix0 - other[0]:ix1 - other[0]]
+                sub[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] &= above_ok(above)
+        return sub
+
+    def _full(self, i: int, crop: np.ndarray | None) -> np.ndarray:
+        mask = np.zeros(self.rgb.shape[:2], bool)
+        if crop is not None:
+            x0, y0, x1, y1 = self.boxes[i]
+            mask[y0:y1, x0:x1] = crop
         return mask
+
+    def visible_crop(self, i: int) -> np.ndarray | None:
+        """`visible(i)` over boxes[i] only (None: off-canvas): what most labels need, without a full canvas."""
+        key = ("visible_crop", i)
+        if key not in self._cache:  # asked for by several labels per sample: computed once
+            self._cache[key] = self._layer_crop(i, lambda a: a >= VISIBLE_ALPHA, lambda a: a < VISIBLE_ALPHA)
+        return self._cache[key]
 
     def visible(self, i: int) -> np.ndarray:
         """Bool (H, W), read-only: pixels where layer i is the topmost layer with alpha ≥ VISIBLE_ALPHA."""
         key = ("visible", i)
-        if key not in self._cache:  # asked for by several labels per sample: computed once
-            mask = self._layer_mask(i, lambda a: a >= VISIBLE_ALPHA, lambda a: a < VISIBLE_ALPHA)
+        if key not in self._cache:
+            mask = self._full(i, self.visible_crop(i))
             mask.setflags(write=False)
             self._cache[key] = mask
         return self._cache[key]
 
+    def visible_bbox(self, i: int) -> list[int] | None:
+        """Tight [x0, y0, x1, y1] (exclusive ends) of layer i's visible pixels; None when none show."""
+        crop = self.visible_crop(i)
+        bbox = mask_bbox(crop) if crop is not None else None
+        if bbox is None:
+            return None
+        x0, y0 = self.boxes[i][:2]
+        return [bbox[0] + x0, bbox[1] + y0, bbox[2] + x0, bbox[3] + y0]
+
+    def solid_crop(self, i: int) -> np.ndarray | None:
+        """`solid(i)` over boxes[i] only."""
+        return self._layer_crop(i, lambda a: a == 255, lambda a: a == 0)
+
     def solid(self, i: int) -> np.ndarray:
         """Bool (H, W): pixels that show layer i alone: its alpha is 255 and nothing above covers them at all."""
-        return self._layer_mask(i, lambda a: a == 255, lambda a: a == 0)
+        return self._full(i, self.solid_crop(i))
 
     def covered_above(self, i: int) -> np.ndarray:
         """Bool (H, W): pixels that layers above i hide completely."""
@@ -125,11 +152,8 @@ class Rendered:
         return 0 if self.crops[i] is None else int(np.count_nonzero(self.crops[i] >= VISIBLE_ALPHA))
 
     def visible_count(self, i: int) -> int:
-        key = ("count", i)
-        if key not in self._cache:
-            box = self.boxes[i]
-            self._cache[key] = 0 if box is None else int(np.count_nonzero(self.visible(i)[box[1]:box[3], box[0]:box[2]]))
-        return self._cache[key]
+        crop = self.visible_crop(i)
+        return 0 if crop is None else int(np.count_nonzero(crop))
 
 
 def _overlap(a: Box, b: Box | None) -> bool:
@@ -171,16 +195,25 @@ def composite(canvas: np.ndarray, x0: int, y0: int, crop: np.ndarray) -> None:
     region[:] = cv2.add(cv2.cvtColor(crop, cv2.COLOR_RGBA2RGB), background)
 
 
-def render(scene: Scene, base: Rendered | None = None, start: int = 0) -> Rendered:
+def render(scene: Scene, base: Rendered | None = None, start: int = 0, consume_base: bool = False,
+           warps: dict | None = None) -> Rendered:
     """Render `scene`; with `base` (a render of the same background and first `start` layers), only the
-    layers from `start` on are drawn: two scenes that differ above a layer share the work below it."""
+    layers from `start` on are drawn: two scenes that differ above a layer share the work below it.
+    `consume_base` draws into base's pixels instead of a copy (a canvas copy costs as much as a layer).
+    `warps`, shared between renders of scenes that hold the same Layer objects, warps each layer once."""
     width, height = scene.size
     if base is not None:
-        rgb, crops, boxes = base.rgb.copy(), list(base.crops[:start]), list(base.boxes[:start])
+        rgb = base.rgb if consume_base else base.rgb.copy()
+        crops, boxes = list(base.crops[:start]), list(base.boxes[:start])
     else:
         rgb, crops, boxes, start = scene.background.copy(), [], [], 0
     for layer in scene.layers[start:]:
-        warped = warp_layer(layer.sprite.rgba, layer.matrix, width, height)
+        if warps is None:
+            warped = warp_layer(layer.sprite.rgba, layer.matrix, width, height)
+        else:
+            if id(layer) not in warps:
+                warps[id(layer)] = (layer, warp_layer(layer.sprite.rgba, layer.matrix, width, height))
+            warped = warps[id(layer)][1]  # the layer is kept alongside, so its id cannot be reused
         if warped is None:
             crops.append(None)
             boxes.append(None)

@@ -6,7 +6,6 @@ sheet shows exactly what a shard holds. Drag points are drawn as arrows on the s
 
 from __future__ import annotations
 
-import io
 import textwrap
 from pathlib import Path
 

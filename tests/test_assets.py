@@ -12,7 +12,7 @@ from PIL import Image
 from collage.api import generate_run, iter_samples
 from collage.assets import AssetLibrary, load_manifests
 from collage.assets.build import import_coco, import_folder, import_fonts
-from collage.assets.manifest import DEFAULT_MANIFEST_DIR, MANIFEST_COLUMNS, write_manifest
+from collage.assets.manifest import MANIFEST_COLUMNS, write_manifest
 from collage.errors import UserError
 
 from conftest import REPO, run_cli

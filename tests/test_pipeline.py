@@ -2,7 +2,6 @@
 
 import collections
 import hashlib
-import json
 from pathlib import Path
 
 import pytest

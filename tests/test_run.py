@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import webdataset as wds
 
 from conftest import REPO, cli_env, run_cli

@@ -8,7 +8,7 @@ from shapely.geometry import Polygon
 from ..assets import AssetLibrary
 from ..errors import Reject
 from ..geometry import footprint, place
-from ..render import Layer, Rendered, Scene, mask_bbox
+from ..render import Layer, Rendered, Scene
 
 
 def random_collage(rng: np.random.Generator, assets: AssetLibrary, width: int, height: int, count: int,
@@ -46,7 +46,7 @@ def objects_json(scene: Scene, rendered: Rendered) -> list[dict]:
     """One entry per layer visible in `rendered`: id, asset, name, tight bbox of its visible pixels."""
     out = []
     for i, layer in enumerate(scene.layers):
-        bbox = mask_bbox(rendered.visible(i))
+        bbox = rendered.visible_bbox(i)
         if bbox is not None:
             out.append({"id": i, "asset": layer.sprite.id, "name": layer.name, "bbox": bbox})
     return out

@@ -13,7 +13,7 @@ import numpy as np
 from ..assets import AssetLibrary
 from ..errors import Reject
 from ..geometry import apply, compose, footprint, inside, similarity
-from ..render import Layer, Rendered, Scene, mask_bbox, render
+from ..render import Layer, Rendered, Scene, render
 from ..sample import Sample
 from . import GenConfig, register
 from .common import objects_json, random_collage, require_visible
@@ -43,16 +43,15 @@ def drag_transform(rng: np.random.Generator, op: str, center: np.ndarray, width:
 def point_candidates(rendered: Rendered, index: int) -> tuple[np.ndarray, tuple[int, int]]:
     """Bool crop + its (x0, y0): pixels showing layer `index` alone, EDGE_MARGIN px inside its edge, in a
     5×5 patch whose colour varies by at most FLAT_RANGE per channel. Worked on the layer's box only."""
-    solid = rendered.solid(index)
-    bbox = mask_bbox(solid)
-    if bbox is None:
+    solid = rendered.solid_crop(index)
+    if solid is None or not solid.any():
         return np.zeros((0, 0), bool), (0, 0)
-    x0, y0, x1, y1 = bbox
-    x0, y0 = max(x0 - 2, 0), max(y0 - 2, 0)  # the 5×5 window reaches 2 px out
-    x1, y1 = min(x1 + 2, solid.shape[1]), min(y1 + 2, solid.shape[0])
+    # The layer's box already holds a transparent margin (the warp's bounds round outwards), and eroding
+    # treats the box edge as background, so points keep EDGE_MARGIN px from every edge either way.
+    x0, y0 = rendered.boxes[index][:2]
     kernel = np.ones((2 * EDGE_MARGIN + 1,) * 2, np.uint8)
-    inner = cv2.erode(solid[y0:y1, x0:x1].view(np.uint8), kernel)
-    patch = rendered.rgb[y0:y1, x0:x1]
+    inner = cv2.erode(solid.view(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    patch = rendered.rgb[y0:y0 + solid.shape[0], x0:x0 + solid.shape[1]]
     window = np.ones((5, 5), np.uint8)
     spread = cv2.subtract(cv2.dilate(patch, window), cv2.erode(patch, window))
     widest = cv2.max(cv2.max(spread[..., 0], spread[..., 1]), spread[..., 2])
@@ -99,8 +98,13 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
 
     target_scene = Scene(scene.background, list(scene.layers))
     target_scene.layers[moved_index] = Layer(layer.sprite, moved_matrix)
-    under = render(Scene(scene.background, scene.layers[:moved_index]))  # shared by both renders
-    src, tgt = render(scene, under, moved_index), render(target_scene, under, moved_index)
+    warps: dict = {}  # layers above the moved one are warped once for both images
+    if moved_index == 0:
+        src, tgt = render(scene, warps=warps), render(target_scene, warps=warps)
+    else:  # the layers under the moved one are drawn once, for both images
+        under = render(Scene(scene.background, scene.layers[:moved_index]))
+        tgt = render(target_scene, under, moved_index, warps=warps)
+        src = render(scene, under, moved_index, consume_base=True, warps=warps)
     require_visible(src, 0.4)
     require_visible(tgt, 0.4)
 

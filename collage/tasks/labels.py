@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..render import VISIBLE_ALPHA, Layer, Rendered, Scene, mask_bbox
+from ..render import VISIBLE_ALPHA, Layer, Rendered, Scene
 from .common import objects_json
 
 VOWELS = "aeiou"
@@ -55,7 +55,7 @@ def placed_objects(scene: Scene, rendered: Rendered) -> list[dict]:
 
 def object_entry(index: int, layer: Layer, rendered: Rendered) -> dict:
     """One `objects`-style entry for layer `index` of `rendered` (bbox of its visible pixels)."""
-    return {"id": index, "asset": layer.sprite.id, "name": layer.name, "bbox": mask_bbox(rendered.visible(index)),
+    return {"id": index, "asset": layer.sprite.id, "name": layer.name, "bbox": rendered.visible_bbox(index),
             "matrix": matrix_json(layer.matrix)}
 
 
