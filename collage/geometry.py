@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from shapely import affinity
 from shapely.geometry import Polygon, box
 
 
@@ -73,17 +72,19 @@ def place(rng: np.random.Generator, sprite_hw: tuple[int, int], long_side: float
           placed: list[Polygon], max_overlap: float, angle_range: float = 0.0, tries: int = 24) -> np.ndarray | None:
     """A matrix that puts the sprite fully on the canvas with at most `max_overlap` over earlier footprints."""
     scale = long_side / max(sprite_hw)
+    h, w = sprite_hw
+    edges = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
     for _ in range(tries):
         angle = rng.uniform(-angle_range, angle_range) if angle_range else 0.0
-        probe = footprint(sprite_hw, sprite_matrix(sprite_hw, scale, angle, (0.0, 0.0)))
-        x0, y0, x1, y1 = probe.bounds
+        corners = apply(sprite_matrix(sprite_hw, scale, angle, (0.0, 0.0)), edges)  # footprint about the origin
+        (x0, y0), (x1, y1) = corners.min(axis=0), corners.max(axis=0)
         lo_x, hi_x = -0.5 - x0 + 1, width - 0.5 - x1 - 1
         lo_y, hi_y = -0.5 - y0 + 1, height - 0.5 - y1 - 1
         if lo_x > hi_x or lo_y > hi_y:
             scale *= 0.85  # too big for this canvas: shrink and retry
             continue
         center = (rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y))
-        poly = affinity.translate(probe, *center)
+        poly = Polygon(corners + center)
         if overlap_fraction(poly, placed) <= max_overlap:
             placed.append(poly)
             return sprite_matrix(sprite_hw, scale, angle, center)

@@ -71,12 +71,12 @@ def pick_points(rng: np.random.Generator, src_ok: tuple, tgt_ok: tuple, matrix: 
     h, w = tgt_mask.shape
     valid = (moved[:, 0] >= 0) & (moved[:, 0] < w) & (moved[:, 1] >= 0) & (moved[:, 1] < h)
     valid[valid] = tgt_mask[moved[valid, 1], moved[valid, 0]]
+    candidates = pts[valid][:512]  # already in random order: more only cost time
     chosen: list[np.ndarray] = []
-    for p in pts[valid][:512]:  # a random sample already: more candidates only cost time
-        if all(np.hypot(*(p - q)) >= min_spacing for q in chosen):
-            chosen.append(p)
-            if len(chosen) == count:
-                break
+    while len(candidates) and len(chosen) < count:
+        chosen.append(candidates[0])
+        # keep only candidates at least min_spacing from the point just taken
+        candidates = candidates[np.hypot(*(candidates - candidates[0]).T) >= min_spacing]
     return np.array(chosen).reshape(-1, 2)
 
 
