@@ -27,17 +27,21 @@ def join_words(words: list[str]) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
+def position_word(bbox: list[int], width: int, height: int) -> str:
+    """The 3×3 grid cell (thirds of the canvas) of the box centre: 'top left', 'top', …, 'center', …"""
+    cx, cy = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+    col = min(int(3 * cx / width), 2)
+    row = min(int(3 * cy / height), 2)
+    word = f"{('top', '', 'bottom')[row]} {('left', '', 'right')[col]}".strip()
+    return word or "center"
+
+
 def where(bbox: list[int], width: int, height: int) -> str:
-    """Where a box's centre lies on a 3×3 grid of the canvas: 'in the top left', 'in the centre', …"""
-    cx = (bbox[0] + bbox[2]) / 2 / width
-    cy = (bbox[1] + bbox[3]) / 2 / height
-    col = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else ""
-    row = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else ""
-    if not row and not col:
-        return "in the centre"
-    if row and col:
-        return f"in the {row} {col}"
-    return f"on the {col}" if col else f"at the {row}"
+    """`position_word` as a phrase: 'in the top left', 'in the center', 'on the left', 'at the top'."""
+    word = position_word(bbox, width, height)
+    if word == "center" or " " in word:
+        return f"in the {word}"
+    return f"on the {word}" if word in ("left", "right") else f"at the {word}"
 
 
 def matrix_json(matrix: np.ndarray) -> list[list[float]]:

@@ -59,7 +59,7 @@ from ..render import Layer, Scene, mask_bbox, render, warp_layer
 from ..sample import Sample
 from . import GenConfig, register
 from .common import require_visible
-from .labels import placed_objects
+from .labels import placed_objects, position_word
 from .t2i_words import PHRASES, WORDS
 
 OPS = ("text", "shapes", "stickers")
@@ -89,15 +89,6 @@ POSITION_PHRASES = {"top left": "at the top left", "top": "at the top", "top rig
 
 
 # --- words -----------------------------------------------------------------------------------------
-
-def position_word(bbox: list[int], width: int, height: int) -> str:
-    """The 3×3 grid cell of the box centre, as a word."""
-    cx, cy = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
-    col = min(int(3 * cx / width), 2)
-    row = min(int(3 * cy / height), 2)
-    word = f"{('top', '', 'bottom')[row]} {('left', '', 'right')[col]}".strip()
-    return word or "center"
-
 
 def size_word(extent: float, reference: float, limits: tuple[float, float]) -> str:
     ratio = extent / reference
