@@ -6,6 +6,7 @@ How a run is executed (workers, cluster address) is not part of it.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -70,7 +71,8 @@ class RunConfig:
         return min(self.shard_size, self.n - shard * self.shard_size)
 
 
-def aspect_buckets(size: int) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=16)
+def aspect_buckets(size: int) -> tuple[tuple[int, int], ...]:
     """(width, height) of the 31 buckets, area ≈ size², sides multiples of 16."""
     out = []
     for k in range(-(ASPECT_BUCKETS // 2), ASPECT_BUCKETS // 2 + 1):
@@ -78,7 +80,7 @@ def aspect_buckets(size: int) -> list[tuple[int, int]]:
         w = max(SIZE_MULTIPLE, round(size * math.sqrt(ratio) / SIZE_MULTIPLE) * SIZE_MULTIPLE)
         h = max(SIZE_MULTIPLE, round(size / math.sqrt(ratio) / SIZE_MULTIPLE) * SIZE_MULTIPLE)
         out.append((w, h))
-    return out
+    return tuple(out)  # every sample asks: computed once per size
 
 
 def validate(cfg: RunConfig) -> None:

@@ -18,7 +18,7 @@ from .assets import AssetLibrary
 from .config import RunConfig, validate
 from .errors import UserError
 from .storage import Storage
-from .worker import make_shard
+from .worker import library, make_shard
 from .writer import shard_stem
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,10 @@ def write_licenses(storage: Storage, assets: AssetLibrary) -> None:
     storage.write_bytes("ATTRIBUTION.md", ("\n".join(lines) + "\n").encode())
 
 
-def write_sizes(storage: Storage, cfg: RunConfig) -> dict[int, dict]:
-    done = finished_shards(storage, cfg)
+def write_sizes(storage: Storage, cfg: RunConfig, done: dict[int, dict]) -> None:
+    """sizes.json from the finished shards' stats (one small dict per shard, never per sample)."""
     sizes = {f"{shard_stem(cfg.name, k)}.tar": s["samples"] for k, s in sorted(done.items())}
     storage.write_bytes("sizes.json", json.dumps(sizes, indent=1).encode())
-    return done
 
 
 def plan_text(cfg: RunConfig, bytes_per_sample: float | None = None) -> str:
@@ -121,7 +120,7 @@ def _human_bytes(n: float) -> str:
 
 def estimate_bytes_per_sample(cfg: RunConfig, manifest_dir: str | None, probes: int = 8) -> float:
     """Encode a few real samples in memory (nothing is written)."""
-    from .worker import library, make_sample
+    from .worker import make_sample
 
     assets = library(manifest_dir)
     counters = {"rejects": 0, "failures": 0}
@@ -134,7 +133,7 @@ def run(cfg: RunConfig, out: str, backend: str = "ray", workers: int | None = No
     validate(cfg)
     if backend not in ("ray", "local"):
         raise UserError(f"--backend {backend!r}: choose ray or local")
-    assets = AssetLibrary(manifest_dir, warn=False)
+    assets = library(manifest_dir)  # the same one a local-backend worker then draws from
     # Connect before touching OUT: a wrong --address must leave nothing behind.
     with (ray_session(workers, address) if backend == "ray" else contextlib.nullcontext()):
         storage = Storage(out)
@@ -150,13 +149,14 @@ def run(cfg: RunConfig, out: str, backend: str = "ray", workers: int | None = No
         try:
             if backend == "local":
                 for shard in todo:
-                    _add(summary, make_shard(cfg, shard, out, manifest_dir))
+                    done[shard] = make_shard(cfg, shard, out, manifest_dir)
+                    _add(summary, done[shard])
                     bar.update(summary.samples)
             else:
-                _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar)
+                _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar, done)
         finally:
             bar.close()
-    write_sizes(storage, cfg)
+    write_sizes(storage, cfg, done)
     summary.seconds = time.time() - started
     return summary
 
@@ -212,7 +212,7 @@ def ray_session(workers: int | None, address: str | None):
             ray.shutdown()
 
 
-def _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar) -> None:
+def _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar, done: dict[int, dict]) -> None:
     import ray
 
     remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES, retry_exceptions=True)(make_shard)
@@ -227,7 +227,8 @@ def _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar) -> None:
         for ref in ready:
             shard = pending.pop(ref)
             try:
-                _add(summary, ray.get(ref))
+                done[shard] = ray.get(ref)
+                _add(summary, done[shard])
             except Exception as exc:  # retries exhausted: report, keep going with the other shards
                 summary.failed_shards[shard] = str(exc).strip().splitlines()[-1][:300]
             bar.update(summary.samples)

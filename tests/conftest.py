@@ -36,6 +36,15 @@ def torch_one_thread():
     torch.set_num_threads(before)
 
 
+def make_png_run(tmp_path_factory, task: str, **kwargs) -> Path:
+    """A lossless (png) run of `task` made in-process, for pixel-exact label checks; returns its folder."""
+    from collage.api import generate_run
+
+    out = tmp_path_factory.mktemp(f"{task}_png")
+    generate_run(out=str(out), task=task, image_format="png", backend="local", **kwargs)
+    return out
+
+
 def cli_env() -> dict:
     env = dict(os.environ)
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"

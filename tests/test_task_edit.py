@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from collage.api import generate_run, iter_samples
+from conftest import make_png_run
 from pixel_checks import assert_sprites_shown, layer_alpha, layers
 
 OPS = ["add", "remove", "replace"]
@@ -19,9 +20,7 @@ OPS = ["add", "remove", "replace"]
 
 @pytest.fixture(scope="module")
 def png_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("edit_png")
-    generate_run(out=str(out), task="edit", n=120, seed=7, size=192, ops=OPS, image_format="png", backend="local")
-    return out
+    return make_png_run(tmp_path_factory, "edit", n=120, seed=7, size=192, ops=OPS)
 
 
 @pytest.fixture(scope="module")

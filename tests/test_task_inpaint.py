@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from collage.api import generate_run, iter_samples
+from conftest import make_png_run
 from pixel_checks import assert_sprites_shown, bbox, layers, visible_regions
 
 FILL = 128
@@ -16,10 +17,7 @@ FILL = 128
 
 @pytest.fixture(scope="module")
 def png_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("inpaint_png")
-    generate_run(out=str(out), task="inpaint", n=120, seed=3, size=192, ops=["inpaint", "outpaint"],
-                 image_format="png", backend="local")
-    return out
+    return make_png_run(tmp_path_factory, "inpaint", n=120, seed=3, size=192, ops=["inpaint", "outpaint"])
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 from collage.api import generate_run, iter_samples
 from collage.tasks import GenConfig, get_task
 from collage.errors import Reject
+from conftest import make_png_run
 from pixel_checks import assert_sprites_shown, colour_mask, layers, visible_regions
 
 OPS = ["canny", "depth", "seg", "subject"]
@@ -19,10 +20,7 @@ OPS = ["canny", "depth", "seg", "subject"]
 
 @pytest.fixture(scope="module")
 def png_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference_png")
-    generate_run(out=str(out), task="reference", n=120, seed=11, size=192, ops=OPS, image_format="png",
-                 backend="local")
-    return out
+    return make_png_run(tmp_path_factory, "reference", n=120, seed=11, size=192, ops=OPS)
 
 
 @pytest.fixture(scope="module")

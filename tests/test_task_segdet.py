@@ -10,6 +10,7 @@ import pytest
 
 from collage.api import generate_run, iter_samples
 from collage.palette import PALETTE
+from conftest import make_png_run
 from pixel_checks import assert_sprites_shown, bbox, colour_mask, layers, visible_regions
 
 OPS = ["segment", "detect"]
@@ -17,9 +18,7 @@ OPS = ["segment", "detect"]
 
 @pytest.fixture(scope="module")
 def png_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("segdet_png")
-    generate_run(out=str(out), task="segdet", n=100, seed=13, size=192, ops=OPS, image_format="png", backend="local")
-    return out
+    return make_png_run(tmp_path_factory, "segdet", n=100, seed=13, size=192, ops=OPS)
 
 
 @pytest.fixture(scope="module")

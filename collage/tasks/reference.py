@@ -175,7 +175,7 @@ def subject_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfi
     scene, source = collage(rng, assets, cfg, count=(2, 5))
     index = int(rng.integers(len(scene.layers)))
     subject = scene.layers[index]
-    if np.count_nonzero(source.visible(index)) < 0.8 * np.count_nonzero(source.alphas[index] >= 128):
+    if source.visible_count(index) < 0.8 * source.coverage(index):
         raise Reject("the subject is partly hidden in the source")
 
     # The new scene: a new background, the subject in a new pose on top, 0–2 new companions below it.

@@ -18,7 +18,7 @@ import numpy as np
 from ..assets import AssetLibrary
 from ..errors import Reject
 from ..palette import NAMES, PALETTE, contrasting
-from ..render import VISIBLE_ALPHA, render
+from ..render import render
 from ..sample import Sample
 from . import GenConfig, register
 from .common import random_collage, require_visible
@@ -62,9 +62,7 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     entry = next(o for o in objects if o["id"] == index)
     x0, y0, x1, y1 = entry["bbox"]
     region = src.visible(index)[y0:y1, x0:x1]
-    seen = cv2.countNonZero(region.view(np.uint8))
-    whole = np.count_nonzero(src.alphas[index] >= VISIBLE_ALPHA)
-    if seen < MIN_VISIBLE * whole or min(x1 - x0, y1 - y0) < MIN_BOX_SIDE:
+    if src.visible_count(index) < MIN_VISIBLE * src.coverage(index) or min(x1 - x0, y1 - y0) < MIN_BOX_SIDE:
         raise Reject("the named object is too hidden or too small")
 
     tgt = src.rgb.copy()
