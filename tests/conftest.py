@@ -45,6 +45,13 @@ def make_png_run(tmp_path_factory, task: str, **kwargs) -> Path:
     return out
 
 
+def tar_hashes(out: Path) -> dict[str, str]:
+    """{shard file name: sha256} of a run folder's tars: what determinism tests compare."""
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(out).glob("*.tar"))}
+
+
 def cli_env() -> dict:
     env = dict(os.environ)
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"

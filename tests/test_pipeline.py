@@ -1,8 +1,6 @@
 """Task mixes: the DreamOmni pipeline keeps every guarantee of the spine (mix, determinism, resume, verify)."""
 
 import collections
-import hashlib
-from pathlib import Path
 
 import pytest
 
@@ -10,7 +8,7 @@ from collage.api import generate_run, iter_samples, make_config
 from collage.config import aspect_buckets
 from collage.errors import UserError
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, tar_hashes
 
 PIPELINES = REPO / "pipelines"
 
@@ -62,8 +60,7 @@ def test_mixed_runs_are_deterministic_and_verify(mixed_run, tmp_path):
     again = tmp_path / "again"
     generate_run(str(again), pipeline=str(PIPELINES / "dreamomni.yaml"), n=340, seed=11, size=128, shard_size=85,
                  aspect_ratios="all", image_format="png", backend="local")
-    digest = lambda d: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in Path(d).glob("*.tar")}  # noqa: E731
-    assert digest(again) == digest(mixed_run)
+    assert tar_hashes(again) == tar_hashes(mixed_run)
     result = run_cli("verify", str(mixed_run))
     assert result.returncode == 0, result.stderr
 

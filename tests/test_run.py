@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -13,11 +12,7 @@ from pathlib import Path
 
 import webdataset as wds
 
-from conftest import REPO, cli_env, run_cli
-
-
-def tar_hashes(out: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.tar"))}
+from conftest import REPO, cli_env, run_cli, tar_hashes
 
 
 GEN = ["generate", "--task", "drag", "--size", "128", "--shard-size", "40", "--no-progress"]

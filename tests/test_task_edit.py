@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import json
 
-import hashlib
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from collage.api import generate_run, iter_samples
-from conftest import make_png_run
+from conftest import make_png_run, tar_hashes
 from pixel_checks import assert_sprites_shown, layer_alpha, layers
 
 OPS = ["add", "remove", "replace"]
 
+RUN = dict(n=120, seed=7, size=192, ops=OPS)  # the png run every test here reads; the determinism test makes it again
+
 
 @pytest.fixture(scope="module")
 def png_run(tmp_path_factory):
-    return make_png_run(tmp_path_factory, "edit", n=120, seed=7, size=192, ops=OPS)
+    return make_png_run(tmp_path_factory, "edit", **RUN)
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +118,8 @@ def test_jpg_shards_stay_close_outside_the_mask(tmp_path):
         assert diff.mean() < 1.5, s["__key__"]
 
 
-def test_deterministic(png_run, tmp_path):
-    generate_run(out=str(tmp_path), task="edit", n=120, seed=7, size=192, ops=OPS, image_format="png", backend="local")
-    digest = lambda d: sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in Path(d).glob("*.tar"))  # noqa: E731
-    assert digest(png_run) == digest(tmp_path)
+def test_deterministic(png_run, tmp_path_factory):
+    assert tar_hashes(make_png_run(tmp_path_factory, "edit", **RUN)) == tar_hashes(png_run)
 
 
 def test_non_square_canvases(tmp_path, lib):

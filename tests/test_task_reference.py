@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,15 +10,17 @@ import pytest
 from collage.api import generate_run, iter_samples
 from collage.tasks import GenConfig, get_task
 from collage.errors import Reject
-from conftest import make_png_run
+from conftest import make_png_run, tar_hashes
 from pixel_checks import assert_sprites_shown, colour_mask, layers, visible_regions
 
 OPS = ["canny", "depth", "seg", "subject"]
 
+RUN = dict(n=120, seed=11, size=192, ops=OPS)  # the png run every test here reads; the determinism test makes it again
+
 
 @pytest.fixture(scope="module")
 def png_run(tmp_path_factory):
-    return make_png_run(tmp_path_factory, "reference", n=120, seed=11, size=192, ops=OPS)
+    return make_png_run(tmp_path_factory, "reference", **RUN)
 
 
 @pytest.fixture(scope="module")
@@ -101,11 +101,8 @@ def test_subject_sprite_is_in_both_images(by_op, lib):
         assert len(cond["source_objects"]) >= 2
 
 
-def test_deterministic(png_run, tmp_path):
-    generate_run(out=str(tmp_path), task="reference", n=120, seed=11, size=192, ops=OPS, image_format="png",
-                 backend="local")
-    digest = lambda d: sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in Path(d).glob("*.tar"))  # noqa: E731
-    assert digest(png_run) == digest(tmp_path)
+def test_deterministic(png_run, tmp_path_factory):
+    assert tar_hashes(make_png_run(tmp_path_factory, "reference", **RUN)) == tar_hashes(png_run)
 
 
 def test_photo_depth_from_a_local_model(tmp_path, monkeypatch, lib):
