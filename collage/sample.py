@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
 import simplejpeg
+from isal import isal_zlib
 
 IMAGE_FORMATS = ("jpg", "png", "webp")
 JPEG_QUALITY = 95
@@ -43,14 +46,24 @@ def encode_rgb(image: np.ndarray, fmt: str) -> bytes:
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """8-bit L (2-D) or RGB (3-D) PNG, lossless: masks and condition maps."""
-    if image.ndim == 3:
-        image = image[..., ::-1]
-    # The fixed "up" filter: 4× faster than libpng's adaptive choice on masks and label maps, ~same size.
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER,
-                                                                  cv2.IMWRITE_PNG_FILTER_UP])
-    assert ok
-    return buf.tobytes()
+    """8-bit L (2-D) or RGB (3-D) PNG, lossless: masks and condition maps.
+
+    Masks and label maps are mostly runs of one value, so unfiltered rows deflated by ISA-L at level 1
+    are both the smallest and the fastest choice measured: 7–10× faster than libpng (cv2) at level 1
+    with a fixed filter, and smaller. The PNG container around them is three fixed chunks.
+    """
+    height, width = image.shape[:2]
+    channels = 1 if image.ndim == 2 else 3
+    rows = np.empty((height, width * channels + 1), np.uint8)
+    rows[:, 0] = 0  # filter type "none" on every row
+    rows[:, 1:] = image.reshape(height, width * channels)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)  # 8-bit L or RGB
+    return b"".join((b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", header),
+                     _png_chunk(b"IDAT", isal_zlib.compress(rows.data, 1)), _png_chunk(b"IEND", b"")))
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))
 
 
 def encode_members(sample: Sample, meta: dict[str, Any], fmt: str) -> dict[str, bytes]:

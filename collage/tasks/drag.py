@@ -7,7 +7,6 @@ flat patch of the sprite, so its colour in the source is its colour at (x + dx, 
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from ..assets import AssetLibrary
@@ -40,46 +39,56 @@ def drag_transform(rng: np.random.Generator, op: str, center: np.ndarray, width:
             "angle_deg": float(angle), "center": [float(center[0]), float(center[1])]}
 
 
-def point_candidates(rendered: Rendered, index: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Bool crop + its (x0, y0): pixels showing layer `index` alone, EDGE_MARGIN px inside its edge, in a
-    5×5 patch whose colour varies by at most FLAT_RANGE per channel. Worked on the layer's box only."""
-    solid = rendered.solid_crop(index)
-    if solid is None or not solid.any():
-        return np.zeros((0, 0), bool), (0, 0)
-    # The layer's box already holds a transparent margin (the warp's bounds round outwards), and eroding
-    # treats the box edge as background, so points keep EDGE_MARGIN px from every edge either way.
+# (25, 2) offsets of a pixel's 5×5 neighbourhood: EDGE_MARGIN and the flatness patch share this radius
+NEIGHBOURS = np.stack(np.meshgrid(np.arange(-EDGE_MARGIN, EDGE_MARGIN + 1),
+                                  np.arange(-EDGE_MARGIN, EDGE_MARGIN + 1)), -1).reshape(-1, 2)
+BATCH = 64  # candidates tested at a time: the first batch almost always yields every point
+
+
+def usable(rendered: Rendered, index: int, solid: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Bool (N,) for integer canvas pixels (N, 2): the whole 5×5 neighbourhood shows layer `index` alone
+    (so the pixel is EDGE_MARGIN px inside its visible edge) and varies by at most FLAT_RANGE per channel.
+    Tested at the given pixels only: morphology over the layer's whole box costs far more."""
     x0, y0 = rendered.boxes[index][:2]
-    kernel = np.ones((2 * EDGE_MARGIN + 1,) * 2, np.uint8)
-    inner = cv2.erode(solid.view(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    patch = rendered.rgb[y0:y0 + solid.shape[0], x0:x0 + solid.shape[1]]
-    window = np.ones((5, 5), np.uint8)
-    spread = cv2.subtract(cv2.dilate(patch, window), cv2.erode(patch, window))
-    widest = cv2.max(cv2.max(spread[..., 0], spread[..., 1]), spread[..., 2])
-    return (inner > 0) & (widest <= FLAT_RANGE), (x0, y0)
+    h, w = solid.shape
+    local = pixels - (x0, y0)
+    ok = ((local >= EDGE_MARGIN) & (local < (w - EDGE_MARGIN, h - EDGE_MARGIN))).all(axis=1)
+    around = local[ok][:, None, :] + NEIGHBOURS  # (n, 25, 2)
+    inner = solid[around[..., 1], around[..., 0]].all(axis=1)
+    patch = rendered.rgb[around[..., 1] + y0, around[..., 0] + x0]  # (n, 25, 3)
+    flat = (patch.max(axis=1) - patch.min(axis=1)).max(axis=1) <= FLAT_RANGE
+    ok[ok] = inner & flat
+    return ok
 
 
-def pick_points(rng: np.random.Generator, src_ok: tuple, tgt_ok: tuple, matrix: np.ndarray, count: int,
-                min_spacing: float) -> np.ndarray:
-    """Up to `count` source pixels (N, 2) whose image under `matrix` lands on a target candidate, spread apart."""
-    (src_mask, (sx0, sy0)), (tgt_mask, (tx0, ty0)) = src_ok, tgt_ok
-    ys, xs = np.nonzero(src_mask)
+def pick_points(rng: np.random.Generator, src: Rendered, tgt: Rendered, index: int, matrix: np.ndarray,
+                count: int, min_spacing: float) -> np.ndarray:
+    """Up to `count` source pixels (N, 2), spread at least `min_spacing` apart, usable in the source and
+    whose image under `matrix` is usable in the target."""
+    src_solid, tgt_solid = src.solid_crop(index), tgt.solid_crop(index)
+    if src_solid is None or tgt_solid is None:
+        return np.zeros((0, 2))
+    ys, xs = np.nonzero(src_solid)
     if len(xs) == 0:
         return np.zeros((0, 2))
-    # 1,024 draws (with replacement) stand in for a full shuffle of every candidate pixel, at a fraction of
-    # the cost; repeats fall to the spacing filter below.
+    # 1,024 draws (with replacement) stand in for a full shuffle of every solid pixel, at a fraction of the
+    # cost; repeats fall to the spacing rule.
     order = rng.integers(0, len(xs), size=min(len(xs), 1024))
-    pts = np.stack([xs[order] + sx0, ys[order] + sy0], axis=1).astype(np.float64)
-    moved = np.rint(apply(matrix, pts)).astype(int) - (tx0, ty0)
-    h, w = tgt_mask.shape
-    valid = (moved[:, 0] >= 0) & (moved[:, 0] < w) & (moved[:, 1] >= 0) & (moved[:, 1] < h)
-    valid[valid] = tgt_mask[moved[valid, 1], moved[valid, 0]]
-    candidates = pts[valid][:512]  # already in random order: more only cost time
-    chosen: list[np.ndarray] = []
-    while len(candidates) and len(chosen) < count:
-        chosen.append(candidates[0])
-        # keep only candidates at least min_spacing from the point just taken
-        candidates = candidates[np.hypot(*(candidates - candidates[0]).T) >= min_spacing]
-    return np.array(chosen).reshape(-1, 2)
+    pixels = np.stack([xs[order], ys[order]], axis=1) + src.boxes[index][:2]
+    chosen = np.zeros((0, 2), int)
+    for start in range(0, len(pixels), BATCH):
+        batch = pixels[start:start + BATCH]
+        batch = batch[usable(src, index, src_solid, batch)]
+        batch = batch[usable(tgt, index, tgt_solid, np.rint(apply(matrix, batch)).astype(int))]
+        # greedy in draw order: take a candidate, drop those closer than min_spacing to anything taken
+        for taken in chosen:
+            batch = batch[np.hypot(*(batch - taken).T) >= min_spacing]
+        while len(batch) and len(chosen) < count:
+            chosen = np.vstack([chosen, batch[:1]])
+            batch = batch[np.hypot(*(batch - batch[0]).T) >= min_spacing]
+        if len(chosen) == count:
+            break
+    return chosen.astype(np.float64)
 
 
 @register("drag", OPS)
@@ -121,8 +130,8 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
         raise Reject("nothing changed")
 
     long_side = max(sprite_hw) * float(np.hypot(*layer.matrix[:, 0]))
-    pixels = pick_points(rng, point_candidates(src, moved_index), point_candidates(tgt, moved_index),
-                         transform["matrix"], int(rng.integers(1, 6)), 0.12 * long_side)
+    pixels = pick_points(rng, src, tgt, moved_index, transform["matrix"], int(rng.integers(1, 6)),
+                         0.12 * long_side)
     if len(pixels) == 0:
         raise Reject("no pixel of the object is visible and flat in both images")
     moved = apply(transform["matrix"], pixels)
