@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 
 from ..assets import AssetLibrary
-from ..assets.library import crop_photo
 from ..errors import Reject
 from ..palette import PALETTE
 from ..render import render
@@ -137,7 +136,7 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
         objects = placed_objects(scene, rendered)
     elif assets.photos:
         row = assets.photos[int(rng.integers(len(assets.photos)))]
-        tgt = crop_photo(rng, assets.cache.get(row["id"]), width, height)
+        tgt = assets.photo(rng, row["id"], width, height)
     else:
         _, tgt = assets.background(rng, width, height)
 

@@ -21,7 +21,6 @@ import cv2
 import numpy as np
 
 from ..assets import AssetLibrary
-from ..assets.library import crop_photo
 from ..errors import Reject, UserError
 from ..geometry import place
 from ..palette import PALETTE
@@ -135,7 +134,7 @@ def depth_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig)
     model_path = cfg.options.get(DEPTH_MODEL_OPTION)
     if model_path and assets.photos and rng.random() < PHOTO_DEPTH_SHARE:
         row = assets.photos[int(rng.integers(len(assets.photos)))]
-        photo = crop_photo(rng, assets.cache.get(row["id"]), cfg.width, cfg.height)
+        photo = assets.photo(rng, row["id"], cfg.width, cfg.height)
         name = os.path.basename(os.path.normpath(model_path))
         return Sample(cfg.op, {"tgt": photo, "cond": estimate_depth(photo, model_path)},
                       {"prompt": "Generate a photo from this depth map.", "objects": [],
