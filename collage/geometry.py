@@ -82,12 +82,13 @@ class _Obstacles:
         self.bounds = np.array([p.bounds for p in placed]).reshape(-1, 4)
         self.areas = [p.area for p in placed]
 
-    def overlap(self, corners: np.ndarray, area: float) -> float:
-        """Largest share of either area covered by the intersection, for a convex polygon's corners."""
-        (x0, y0), (x1, y1) = corners.min(axis=0), corners.max(axis=0)
-        b = self.bounds
-        # only footprints whose boxes meet can overlap
-        near = np.flatnonzero((x0 < b[:, 2]) & (b[:, 0] < x1) & (y0 < b[:, 3]) & (b[:, 1] < y1))
+    def overlap(self, corners: np.ndarray, area: float, near: np.ndarray | None = None) -> float:
+        """Largest share of either area covered by the intersection, for a convex polygon's corners.
+        `near`: indices of the footprints whose boxes meet the polygon's, when the caller knows them."""
+        if near is None:  # only footprints whose boxes meet can overlap
+            (x0, y0), (x1, y1) = corners.min(axis=0), corners.max(axis=0)
+            b = self.bounds
+            near = np.flatnonzero((x0 < b[:, 2]) & (b[:, 0] < x1) & (y0 < b[:, 3]) & (b[:, 1] < y1))
         worst, quad = 0.0, corners.astype(np.float32)
         for i in near:
             if self.convex[i]:
@@ -100,27 +101,40 @@ class _Obstacles:
 
 def place(rng: np.random.Generator, sprite_hw: tuple[int, int], long_side: float, width: int, height: int,
           placed: list[Polygon], max_overlap: float, angle_range: float = 0.0, tries: int = 24) -> np.ndarray | None:
-    """A matrix that puts the sprite fully on the canvas with at most `max_overlap` over earlier footprints."""
-    scale = long_side / max(sprite_hw)
-    rectangle = _rectangle(sprite_hw)
-    pivot = ((sprite_hw[1] - 1) / 2, (sprite_hw[0] - 1) / 2)
-    obstacles = _Obstacles(placed)
-    for _ in range(tries):
-        angle = rng.uniform(-angle_range, angle_range) if angle_range else 0.0
-        matrix = similarity(scale, angle, (0.0, 0.0), pivot)  # the sprite centred on the origin
-        corners = apply(matrix, rectangle)
-        (x0, y0), (x1, y1) = corners.min(axis=0), corners.max(axis=0)
-        lo_x, hi_x = -0.5 - x0 + 1, width - 0.5 - x1 - 1
-        lo_y, hi_y = -0.5 - y0 + 1, height - 0.5 - y1 - 1
-        if lo_x > hi_x or lo_y > hi_y:
-            scale *= 0.85  # too big for this canvas: shrink and retry
-            continue
-        center = (rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y))
-        corners += center
-        area = scale * scale * sprite_hw[0] * sprite_hw[1]  # a similarity scales areas by scale²
-        if obstacles.overlap(corners, area) <= max_overlap:
-            placed.append(Polygon(corners))
-            matrix[:, 2] += center
-            return matrix
-    return None
+    """A matrix that puts the sprite fully on the canvas with at most `max_overlap` over earlier footprints.
 
+    All `tries` candidates (angle, centre) are drawn at once; the first whose box meets no footprint, or
+    whose exact overlaps stay within `max_overlap`, wins.
+    """
+    h, w = sprite_hw
+    scale = long_side / max(sprite_hw)
+    angles = rng.uniform(-angle_range, angle_range, tries) if angle_range else np.zeros(tries)
+    cos, sin = np.abs(np.cos(np.radians(angles))), np.abs(np.sin(np.radians(angles)))
+    for _ in range(32):
+        # half extents of the turned rectangle's bounding box (pixel edges: w × h about its centre)
+        half_x, half_y = scale * (cos * w + sin * h) / 2, scale * (sin * w + cos * h) / 2
+        lo_x, hi_x = half_x + 0.5, width - 1.5 - half_x  # a pixel's margin inside every canvas edge
+        lo_y, hi_y = half_y + 0.5, height - 1.5 - half_y
+        if (lo_x <= hi_x).all() and (lo_y <= hi_y).all():
+            break
+        scale *= 0.85  # too big for this canvas at some angle: shrink
+    else:
+        return None
+    centers = np.stack([lo_x, lo_y], axis=1) + rng.random((tries, 2)) * np.stack([hi_x - lo_x, hi_y - lo_y], axis=1)
+    obstacles = _Obstacles(placed)
+    b = obstacles.bounds
+    x0, y0 = centers[:, :1] - half_x[:, None], centers[:, 1:] - half_y[:, None]
+    x1, y1 = centers[:, :1] + half_x[:, None], centers[:, 1:] + half_y[:, None]
+    near = (x0 < b[:, 2]) & (b[:, 0] < x1) & (y0 < b[:, 3]) & (b[:, 1] < y1)  # (tries, placed)
+    pivot = ((w - 1) / 2, (h - 1) / 2)
+    area = scale * scale * w * h  # a similarity scales areas by scale²
+    for k in range(tries):
+        matrix = None
+        if near[k].any():
+            matrix = similarity(scale, float(angles[k]), tuple(centers[k]), pivot)
+            if obstacles.overlap(apply(matrix, _rectangle(sprite_hw)), area, np.flatnonzero(near[k])) > max_overlap:
+                continue
+        matrix = similarity(scale, float(angles[k]), tuple(centers[k]), pivot) if matrix is None else matrix
+        placed.append(Polygon(apply(matrix, _rectangle(sprite_hw))))
+        return matrix
+    return None
