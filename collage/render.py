@@ -138,15 +138,6 @@ class Rendered:
         """Bool (H, W): pixels that show layer i alone: its alpha is 255 and nothing above covers them at all."""
         return self._full(i, self.solid_crop(i))
 
-    def covered_above(self, i: int) -> np.ndarray:
-        """Bool (H, W): pixels that layers above i hide completely."""
-        mask = np.zeros(self.rgb.shape[:2], bool)
-        for j in range(i + 1, len(self.crops)):
-            if self.boxes[j] is not None:
-                x0, y0, x1, y1 = self.boxes[j]
-                mask[y0:y1, x0:x1] |= self.crops[j] == 255
-        return mask
-
     def coverage(self, i: int) -> int:
         """Pixels where layer i's own alpha reaches VISIBLE_ALPHA, hidden or not."""
         return 0 if self.crops[i] is None else int(np.count_nonzero(self.crops[i] >= VISIBLE_ALPHA))
@@ -162,11 +153,8 @@ def _overlap(a: Box, b: Box | None) -> bool:
 
 def mask_bbox(mask: np.ndarray) -> list[int] | None:
     """[x0, y0, x1, y1] with exclusive x1, y1; None for an empty mask."""
-    cols = np.flatnonzero(mask.any(axis=0))
-    if len(cols) == 0:
-        return None
-    rows = np.flatnonzero(mask.any(axis=1))
-    return [int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1]
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8) if mask.dtype == bool else mask.astype(bool).view(np.uint8))
+    return None if w == 0 else [x, y, x + w, y + h]
 
 
 def warp_layer(sprite: np.ndarray, matrix: np.ndarray, width: int, height: int):
