@@ -7,18 +7,18 @@ from shapely.geometry import Polygon
 
 from ..assets import AssetLibrary
 from ..errors import Reject
-from ..geometry import footprint, place
+from ..geometry import Footprints, footprint, place
 from ..render import Layer, Rendered, Scene
 
 
 def random_collage(rng: np.random.Generator, assets: AssetLibrary, width: int, height: int, count: int,
                    size_range: tuple[float, float] = (0.18, 0.42), max_overlap: float = 0.1,
                    angle_range: float = 10.0, kinds: tuple[str, ...] = ("sticker", "cutout"),
-                   background: np.ndarray | None = None) -> tuple[Scene, list[Polygon]]:
+                   background: np.ndarray | None = None) -> tuple[Scene, Footprints]:
     """A background (drawn from the library unless given) with `count` objects of distinct names, each fully on the canvas."""
     if background is None:
         _, background = assets.background(rng, width, height)
-    scene, placed, names = Scene(background), [], set()
+    scene, placed, names = Scene(background), Footprints(), set()
     for _ in range(count):
         sprite = assets.random_sprite(rng, kinds, exclude_names=names)
         long_side = rng.uniform(*size_range) * min(width, height)

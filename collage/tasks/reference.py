@@ -22,7 +22,7 @@ import numpy as np
 
 from ..assets import AssetLibrary
 from ..errors import Reject, UserError
-from ..geometry import place
+from ..geometry import Footprints, place
 from ..palette import PALETTE
 from ..render import Layer, Rendered, Scene, render
 from ..sample import Sample
@@ -181,7 +181,7 @@ def subject_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfi
     _, background = assets.background(rng, width, height)
     hw = subject.sprite.rgba.shape[:2]
     long_side = max(hw) * float(np.sqrt(abs(np.linalg.det(subject.matrix[:, :2])))) * rng.uniform(0.7, 1.4)
-    placed: list = []
+    placed = Footprints()
     matrix = place(rng, hw, long_side, width, height, placed, 0.0, angle_range=15.0)
     if matrix is None:
         raise Reject("no room for the subject")

@@ -53,7 +53,7 @@ from shapely.geometry import Polygon, box
 from ..assets import AssetLibrary
 from ..assets.sources import resolve_path
 from ..errors import Reject
-from ..geometry import footprint, place, sprite_matrix
+from ..geometry import Footprints, footprint, place, sprite_matrix
 from ..palette import NAMES, PALETTE, contrasting
 from ..render import Layer, Scene, mask_bbox, render, warp_layer
 from ..sample import Sample
@@ -552,7 +552,7 @@ def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int
         sprites.append(sprite)
     copies = [1 if rng.random() < 0.7 else int(rng.integers(2, 4)) for _ in sprites]
     singles = [k for k, c in enumerate(copies) if c == 1]
-    scene, placed = Scene(background), []
+    scene, placed = Scene(background), Footprints()
     squeeze = 1.0 if sum(copies) <= 3 else 0.75
     arrangement = rng.choice(["apart", "inside", "on top of"], p=[0.4, 0.3, 0.3]) if len(singles) >= 2 else "apart"
     todo = [k for k, c in enumerate(copies) for _ in range(c)]
@@ -568,7 +568,7 @@ def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int
         top_matrix = placer(rng, sprites[top_k], under, width, height)
         if top_matrix is not None:
             scene.layers += [under, Layer(sprites[top_k], top_matrix)]
-            placed.append(footprint(sprites[top_k].rgba.shape[:2], top_matrix))
+            placed.add(sprites[top_k].rgba.shape[:2], top_matrix)
             todo.remove(under_k)
             todo.remove(top_k)
         else:
