@@ -1,4 +1,5 @@
-"""Affine transforms and placement geometry (shapely) shared by every generator.
+"""Affine transforms and placement geometry shared by every generator: footprints as shapely polygons for
+the generators' own checks, and `Footprints` (OpenCV's convex clipper) for the placement hot loop.
 
 Pixel convention: integer coordinates are pixel centres (as in cv2.warpAffine); a 2×3 matrix maps a
 sprite's pixel (u, v) to the canvas point M @ (u, v, 1). Angles are degrees counter-clockwise on screen.
