@@ -25,9 +25,14 @@ from collage.worker import draw_sample, library, make_sample
 from collage.writer import ShardWriter
 
 
+def bench_config(task: str, size: int, count: int, op: str | None):
+    """One shard of `count` samples of `task` (one op, or all)."""
+    return make_config(task=task, n=count, size=size, shard_size=count, ops=[op] if op else None)
+
+
 def composed_rate(task: str, size: int, count: int, op: str | None = None) -> float:
     """Samples/s of the full path on this core: draw, compose, encode, write a shard."""
-    cfg = make_config(task=task, n=count, size=size, shard_size=count, ops=[op] if op else None)
+    cfg = bench_config(task, size, count, op)
     assets = library(None)
     counters = {"rejects": 0, "failures": 0}
     with tempfile.TemporaryDirectory() as out:
@@ -42,7 +47,7 @@ def composed_rate(task: str, size: int, count: int, op: str | None = None) -> fl
 
 def drawn_samples(task: str, size: int, count: int, op: str | None = None) -> list:
     """The very samples `composed_rate` makes, composed and kept in memory for the encode-only bound."""
-    cfg = make_config(task=task, n=count, size=size, shard_size=count, ops=[op] if op else None)
+    cfg = bench_config(task, size, count, op)
     counters = {"rejects": 0, "failures": 0}
     return [draw_sample(cfg, library(None), 0, i, counters) for i in range(count)]
 

@@ -7,7 +7,6 @@ How a run is executed (workers, cluster address) is not part of it.
 from __future__ import annotations
 
 import functools
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -173,12 +172,3 @@ def load_pipeline(path: str | Path) -> tuple[str, tuple[MixEntry, ...], dict]:
             raise UserError(f"--pipeline {path}: tasks[{i}].options must be a mapping, e.g. {{add_background: mixed}}")
         mix.append(MixEntry(str(item["task"]), parse_ops(str(item["task"]), ops), weight, parse_options(options)))
     return name, tuple(mix), data
-
-
-def read_run_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is unreadable ({exc}); remove it or pass --force to start the run over") from None

@@ -11,7 +11,7 @@ import math
 
 import cv2
 import numpy as np
-from shapely.geometry import Polygon, box
+from shapely.geometry import Polygon
 
 
 def similarity(scale: float, angle_deg: float, center: tuple[float, float], pivot: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
@@ -40,7 +40,7 @@ def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
-def _rectangle(sprite_hw: tuple[int, int]) -> np.ndarray:
+def sprite_rectangle(sprite_hw: tuple[int, int]) -> np.ndarray:
     """(4, 2) corners of a sprite's pixel edges (not centres), in sprite coordinates."""
     h, w = sprite_hw
     return np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
@@ -48,11 +48,7 @@ def _rectangle(sprite_hw: tuple[int, int]) -> np.ndarray:
 
 def footprint(sprite_hw: tuple[int, int], matrix: np.ndarray) -> Polygon:
     """The sprite's rectangle (pixel edges, not centres) on the canvas."""
-    return Polygon(apply(matrix, _rectangle(sprite_hw)))
-
-
-def canvas_box(width: int, height: int, margin: float = 0.0) -> Polygon:
-    return box(-0.5 + margin, -0.5 + margin, width - 0.5 - margin, height - 0.5 - margin)
+    return Polygon(apply(matrix, sprite_rectangle(sprite_hw)))
 
 
 def inside(poly: Polygon, width: int, height: int, margin: float = 1.0) -> bool:
@@ -79,22 +75,16 @@ class Footprints:
         return len(self.corners)
 
     def add(self, sprite_hw: tuple[int, int], matrix: np.ndarray) -> None:
-        corners = apply(matrix, _rectangle(sprite_hw))
+        corners = apply(matrix, sprite_rectangle(sprite_hw))
         (x0, y0), (x1, y1) = corners.min(axis=0), corners.max(axis=0)
         self.corners.append(corners.astype(np.float32))
         self.areas.append(abs(float(np.linalg.det(matrix[:, :2]))) * sprite_hw[0] * sprite_hw[1])
         self._bounds.append((x0, y0, x1, y1))
 
-    def clear(self) -> None:
-        self.__init__()
-
     @property
     def bounds(self) -> np.ndarray:
         """(n, 4) [x0, y0, x1, y1] of each footprint."""
         return np.array(self._bounds, np.float64).reshape(-1, 4)
-
-    def polygons(self) -> list[Polygon]:
-        return [Polygon(c) for c in self.corners]
 
     def overlap(self, corners: np.ndarray, area: float, near: np.ndarray | None = None) -> float:
         """Largest share of either area covered by the intersection with a footprint, for a convex polygon's
@@ -140,12 +130,10 @@ def place(rng: np.random.Generator, sprite_hw: tuple[int, int], long_side: float
     pivot = ((w - 1) / 2, (h - 1) / 2)
     area = scale * scale * w * h  # a similarity scales areas by scale²
     for k in range(tries):
-        matrix = None
-        if near[k].any():
-            matrix = similarity(scale, float(angles[k]), tuple(centers[k]), pivot)
-            if placed.overlap(apply(matrix, _rectangle(sprite_hw)), area, np.flatnonzero(near[k])) > max_overlap:
-                continue
-        matrix = similarity(scale, float(angles[k]), tuple(centers[k]), pivot) if matrix is None else matrix
+        matrix = similarity(scale, float(angles[k]), tuple(centers[k]), pivot)
+        if near[k].any() and placed.overlap(apply(matrix, sprite_rectangle(sprite_hw)), area,
+                                            np.flatnonzero(near[k])) > max_overlap:
+            continue
         placed.add(sprite_hw, matrix)
         return matrix
     return None

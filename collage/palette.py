@@ -24,15 +24,6 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 NAMES = tuple(PALETTE)
 
 
-def rgb(name: str) -> tuple[int, int, int]:
-    return PALETTE[name]
-
-
-def random_colour(rng: np.random.Generator, avoid: set[str] | frozenset = frozenset()) -> str:
-    choices = [n for n in NAMES if n not in avoid]
-    return choices[int(rng.integers(len(choices)))]
-
-
 def contrasting(rng: np.random.Generator, background: np.ndarray, min_distance: float = 120.0,
                 avoid: set[str] | frozenset = frozenset()) -> str:
     """A palette colour far (in RGB) from the mean colour of `background` (any (..., 3) array)."""
@@ -40,8 +31,3 @@ def contrasting(rng: np.random.Generator, background: np.ndarray, min_distance: 
     far = [n for n in NAMES if n not in avoid and np.linalg.norm(np.subtract(PALETTE[n], mean)) >= min_distance]
     pool = far or [max((n for n in NAMES if n not in avoid), key=lambda n: np.linalg.norm(np.subtract(PALETTE[n], mean)))]
     return pool[int(rng.integers(len(pool)))]
-
-
-def nearest(colour) -> str:
-    """The palette name nearest to an RGB triple."""
-    return min(NAMES, key=lambda n: float(np.sum((np.subtract(PALETTE[n], colour, dtype=float)) ** 2)))

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from .assets import Sprite
-from .geometry import apply
+from .geometry import apply, sprite_rectangle
 
 VISIBLE_ALPHA = 128  # a pixel belongs to the topmost layer whose alpha reaches this
 
@@ -98,27 +98,15 @@ class Rendered:
                 sub[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] &= above_ok(above)
         return sub
 
-    def _full(self, i: int, crop: np.ndarray | None) -> np.ndarray:
-        mask = np.zeros(self.rgb.shape[:2], bool)
-        if crop is not None:
-            x0, y0, x1, y1 = self.boxes[i]
-            mask[y0:y1, x0:x1] = crop
-        return mask
-
     def visible_crop(self, i: int) -> np.ndarray | None:
-        """`visible(i)` over boxes[i] only (None: off-canvas): what most labels need, without a full canvas."""
+        """Bool over boxes[i] (None: off-canvas), read-only: pixels where layer i is the topmost layer with
+        alpha ≥ VISIBLE_ALPHA. Worked inside the layer's box: labels never need a full-canvas mask."""
         key = ("visible_crop", i)
         if key not in self._cache:  # asked for by several labels per sample: computed once
-            self._cache[key] = self._layer_crop(i, lambda a: a >= VISIBLE_ALPHA, lambda a: a < VISIBLE_ALPHA)
-        return self._cache[key]
-
-    def visible(self, i: int) -> np.ndarray:
-        """Bool (H, W), read-only: pixels where layer i is the topmost layer with alpha ≥ VISIBLE_ALPHA."""
-        key = ("visible", i)
-        if key not in self._cache:
-            mask = self._full(i, self.visible_crop(i))
-            mask.setflags(write=False)
-            self._cache[key] = mask
+            crop = self._layer_crop(i, lambda a: a >= VISIBLE_ALPHA, lambda a: a < VISIBLE_ALPHA)
+            if crop is not None:
+                crop.setflags(write=False)  # shared by every label that asks
+            self._cache[key] = crop
         return self._cache[key]
 
     def visible_bbox(self, i: int) -> list[int] | None:
@@ -131,12 +119,9 @@ class Rendered:
         return [bbox[0] + x0, bbox[1] + y0, bbox[2] + x0, bbox[3] + y0]
 
     def solid_crop(self, i: int) -> np.ndarray | None:
-        """`solid(i)` over boxes[i] only."""
+        """Bool over boxes[i] (None: off-canvas): pixels that show layer i alone: its alpha is 255 and nothing
+        above covers them at all."""
         return self._layer_crop(i, lambda a: a == 255, lambda a: a == 0)
-
-    def solid(self, i: int) -> np.ndarray:
-        """Bool (H, W): pixels that show layer i alone: its alpha is 255 and nothing above covers them at all."""
-        return self._full(i, self.solid_crop(i))
 
     def coverage(self, i: int) -> int:
         """Pixels where layer i's own alpha reaches VISIBLE_ALPHA, hidden or not."""
@@ -159,8 +144,7 @@ def mask_bbox(mask: np.ndarray) -> list[int] | None:
 
 def warp_layer(sprite: np.ndarray, matrix: np.ndarray, width: int, height: int):
     """Warp a sprite into its canvas bounding box: (x0, y0, premultiplied RGBA crop) or None if off-canvas."""
-    h, w = sprite.shape[:2]
-    corners = apply(matrix, np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]]))
+    corners = apply(matrix, sprite_rectangle(sprite.shape[:2]))
     x0, y0 = np.floor(corners.min(axis=0)).astype(int)
     x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 1
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)

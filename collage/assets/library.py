@@ -175,7 +175,7 @@ class AssetLibrary:
         self.cache_dir = cache_root / f"v{CACHE_VERSION}-{self.digest}-{sprite_max_side}-{background_max_side}"
         self._ensure_cache(background_max_side)
         self.cache = PackedCache(self.cache_dir)
-        self._scaled_photos: dict[tuple, np.ndarray] = {}  # insertion order is recency order
+        self._scaled_photo = functools.lru_cache(maxsize=SCALED_PHOTOS)(self._scale_photo)
         self.skipped = dict(self.cache.skipped)
         if self.skipped and warn:
             first = next(iter(self.skipped.items()))
@@ -183,8 +183,6 @@ class AssetLibrary:
                           stacklevel=2)
         ok = lambda r: r["id"] not in self.skipped  # noqa: E731
         self.sprites = [r for r in self.rows if r["kind"] in SPRITE_KINDS and ok(r)]
-        self.stickers = [r for r in self.sprites if r["kind"] == "sticker"]
-        self.cutouts = [r for r in self.sprites if r["kind"] == "cutout"]
         self.photos = [r for r in self.rows if r["kind"] == "background" and r["source"] != "procedural" and ok(r)]
         self.procedurals = [r for r in self.rows if r["kind"] == "background" and r["source"] == "procedural"]
         self.fonts = [r for r in self.rows if r["kind"] == "font" and ok(r)]
@@ -234,14 +232,10 @@ class AssetLibrary:
         """RGB (height, width, 3): a random window of the photo at one of PHOTO_ZOOMS, mirrored half the time,
         brightness-jittered. Scaled photos are kept per canvas size, so a sample costs a copy, not a resize."""
         zoom = PHOTO_ZOOMS[int(rng.integers(len(PHOTO_ZOOMS)))]
-        key = (asset_id, width, height, zoom)
-        scaled = self._scaled_photos.pop(key, None)
-        if scaled is None:
-            scaled = scale_photo(self.cache.get(asset_id), width, height, zoom)
-            if len(self._scaled_photos) >= SCALED_PHOTOS:
-                self._scaled_photos.pop(next(iter(self._scaled_photos)))  # least recently used
-        self._scaled_photos[key] = scaled
-        return crop_photo(rng, scaled, width, height)
+        return crop_photo(rng, self._scaled_photo(asset_id, width, height, zoom), width, height)
+
+    def _scale_photo(self, asset_id: str, width: int, height: int, zoom: float) -> np.ndarray:
+        return scale_photo(self.cache.get(asset_id), width, height, zoom)
 
     def licenses(self) -> list[dict]:
         """One entry per (source, licence, attribution) of the assets this library can draw."""

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from shapely.geometry import Polygon
 
 from ..assets import AssetLibrary
 from ..errors import Reject
-from ..geometry import Footprints, footprint, place
+from ..geometry import Footprints, place
 from ..render import Layer, Rendered, Scene
 
 
@@ -28,10 +27,6 @@ def random_collage(rng: np.random.Generator, assets: AssetLibrary, width: int, h
         names.add(sprite.name)
         scene.layers.append(Layer(sprite, matrix))
     return scene, placed
-
-
-def layer_footprint(layer: Layer) -> Polygon:
-    return footprint(layer.sprite.rgba.shape[:2], layer.matrix)
 
 
 def require_visible(rendered: Rendered, min_fraction: float, min_pixels: int = 64) -> None:

@@ -61,7 +61,8 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     objects = placed_objects(scene, src)
     entry = next(o for o in objects if o["id"] == index)
     x0, y0, x1, y1 = entry["bbox"]
-    region = src.visible(index)[y0:y1, x0:x1]
+    bx0, by0 = src.boxes[index][:2]
+    region = src.visible_crop(index)[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
     if src.visible_count(index) < MIN_VISIBLE * src.coverage(index) or min(x1 - x0, y1 - y0) < MIN_BOX_SIDE:
         raise Reject("the named object is too hidden or too small")
 

@@ -16,7 +16,7 @@ Every fact is measured on the finished pixels (or the exact layer alphas), never
   there is exactly one per drawn shape. Fact bboxes are those components' boxes. objects: one per shape,
   `name` = "<colour> <kind>", `asset` = "shape:<kind>".
 - `stickers`: stickers placed on a background, some repeated, sometimes one inside or overlapping another.
-  `counts` are the visible instances per name; relations are computed from the rendered layers (RELATIONS)
+  `counts` are the visible instances per name; relations are computed from the rendered layers (RELATION_PHRASES)
   between objects whose name occurs once. objects: `placed_objects` (each layer's exact `matrix`, sprite
   pixels → canvas, too), so a checker can re-render the sprites and hold the boxes against the pixels.
 
@@ -77,7 +77,6 @@ LEGIBLE = 0.6  # share of a string's stroke pixels that must show its colour wit
 MIN_SHAPE_PX = 12
 NEXT_TO_GAP = 0.08  # "next to": boxes apart by at most this × the shorter canvas side
 SIDE_MARGIN = 0.02  # "left of"/"above": boxes apart by at least this × the canvas width/height
-RELATIONS = ("left of", "right of", "above", "below", "next to", "on top of", "inside")
 RELATION_PHRASES = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below",
                     "next to": "next to", "on top of": "on top of", "inside": "inside"}
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
@@ -572,7 +571,7 @@ def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int
             todo.remove(under_k)
             todo.remove(top_k)
         else:
-            placed.clear()
+            placed = Footprints()
     for k in todo:
         long_side = rng.uniform(0.14, 0.3) * squeeze * short
         matrix = place(rng, sprites[k].rgba.shape[:2], long_side, width, height, placed, 0.0, 10.0)
