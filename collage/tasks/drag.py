@@ -53,10 +53,11 @@ def usable(rendered: Rendered, index: int, solid: np.ndarray, pixels: np.ndarray
     h, w = solid.shape
     local = pixels - (x0, y0)
     ok = ((local >= EDGE_MARGIN) & (local < (w - EDGE_MARGIN, h - EDGE_MARGIN))).all(axis=1)
+    kept = local[ok]
     # flat offsets (one gather each) instead of 2-D fancy indexing, which costs several times more
-    inner = solid.ravel()[(local[ok] @ (1, w))[:, None] + NEIGHBOURS @ (1, w)].all(axis=1)
+    inner = solid.ravel()[(kept @ (1, w))[:, None] + NEIGHBOURS @ (1, w)].all(axis=1)
     canvas_width = rendered.rgb.shape[1]
-    centres = (local[ok] + (x0, y0)) @ (1, canvas_width)
+    centres = (kept + (x0, y0)) @ (1, canvas_width)
     patch = rendered.rgb.reshape(-1, 3)[centres[:, None] + NEIGHBOURS @ (1, canvas_width)]  # (n, 25, 3)
     flat = (patch.max(axis=1) - patch.min(axis=1)).max(axis=1) <= FLAT_RANGE
     ok[ok] = inner & flat
