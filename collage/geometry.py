@@ -51,10 +51,15 @@ def footprint(sprite_hw: tuple[int, int], matrix: np.ndarray) -> Polygon:
     return Polygon(apply(matrix, sprite_rectangle(sprite_hw)))
 
 
-def inside(poly: Polygon, width: int, height: int, margin: float = 1.0) -> bool:
-    """`poly` lies within the canvas, `margin` px in from its edges. A box contains a shape exactly when it
-    contains the shape's bounds, so the bounds decide (a tenth of the cost of a shapely `contains`)."""
-    x0, y0, x1, y1 = poly.bounds
+def sprite_corners(sprite_hw: tuple[int, int], matrix: np.ndarray) -> np.ndarray:
+    """(4, 2) canvas corners of the sprite's rectangle (pixel edges): `footprint` without the polygon."""
+    return apply(matrix, sprite_rectangle(sprite_hw))
+
+
+def inside(points: np.ndarray, width: int, height: int, margin: float = 1.0) -> bool:
+    """All (N, 2) `points` (a convex shape's corners) lie within the canvas, `margin` px in from its edges.
+    A box contains a convex shape exactly when it contains its corners."""
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
     return x0 > -0.5 + margin and y0 > -0.5 + margin and x1 < width - 0.5 - margin and y1 < height - 0.5 - margin
 
 
@@ -75,11 +80,14 @@ class Footprints:
         return len(self.corners)
 
     def add(self, sprite_hw: tuple[int, int], matrix: np.ndarray) -> None:
-        corners = apply(matrix, sprite_rectangle(sprite_hw))
+        corners = sprite_corners(sprite_hw, matrix)
+        self._add(corners, abs(float(np.linalg.det(matrix[:, :2]))) * sprite_hw[0] * sprite_hw[1])
+
+    def _add(self, corners: np.ndarray, area: float) -> None:
         (x0, y0), (x1, y1) = corners.min(axis=0), corners.max(axis=0)
         self.corners.append(corners.astype(np.float32))
-        self.areas.append(abs(float(np.linalg.det(matrix[:, :2]))) * sprite_hw[0] * sprite_hw[1])
-        self._bounds.append((x0, y0, x1, y1))
+        self.areas.append(area)
+        self._bounds.append((float(x0), float(y0), float(x1), float(y1)))
 
     @property
     def bounds(self) -> np.ndarray:
@@ -105,35 +113,39 @@ def place(rng: np.random.Generator, sprite_hw: tuple[int, int], long_side: float
     """A matrix that puts the sprite fully on the canvas with at most `max_overlap` over the footprints in
     `placed`, to which its own is added.
 
-    All `tries` candidates (angle, centre) are drawn at once; the first whose box meets no footprint, or
-    whose exact overlaps stay within `max_overlap`, wins.
+    The `tries` candidates (angle, centre) are drawn at once and tried in order; the first whose box meets
+    no footprint, or whose exact overlaps stay within `max_overlap`, wins. A sprite too big for the canvas
+    at a candidate's angle is shrunk until it fits. The first or second candidate almost always wins, so
+    they are worked out one at a time in scalar math: numpy's per-call cost on 24-element arrays made this
+    a sixth of a drag sample's compose time.
     """
     h, w = sprite_hw
     scale = long_side / max(sprite_hw)
-    angles = rng.uniform(-angle_range, angle_range, tries) if angle_range else np.zeros(tries)
-    cos, sin = np.abs(np.cos(np.radians(angles))), np.abs(np.sin(np.radians(angles)))
-    for _ in range(32):
-        # half extents of the turned rectangle's bounding box (pixel edges: w × h about its centre)
-        half_x, half_y = scale * (cos * w + sin * h) / 2, scale * (sin * w + cos * h) / 2
-        lo_x, hi_x = half_x + 0.5, width - 1.5 - half_x  # a pixel's margin inside every canvas edge
-        lo_y, hi_y = half_y + 0.5, height - 1.5 - half_y
-        if (lo_x <= hi_x).all() and (lo_y <= hi_y).all():
-            break
-        scale *= 0.85  # too big for this canvas at some angle: shrink
-    else:
-        return None
-    centers = np.stack([lo_x, lo_y], axis=1) + rng.random((tries, 2)) * np.stack([hi_x - lo_x, hi_y - lo_y], axis=1)
-    b = placed.bounds
-    x0, y0 = centers[:, :1] - half_x[:, None], centers[:, 1:] - half_y[:, None]
-    x1, y1 = centers[:, :1] + half_x[:, None], centers[:, 1:] + half_y[:, None]
-    near = (x0 < b[:, 2]) & (b[:, 0] < x1) & (y0 < b[:, 3]) & (b[:, 1] < y1)  # (tries, placed)
+    angles = rng.uniform(-angle_range, angle_range, tries).tolist() if angle_range else [0.0] * tries
+    units = rng.random((tries, 2)).tolist()
+    bounds = placed._bounds
     pivot = ((w - 1) / 2, (h - 1) / 2)
-    area = scale * scale * w * h  # a similarity scales areas by scale²
-    for k in range(tries):
-        matrix = similarity(scale, float(angles[k]), tuple(centers[k]), pivot)
-        if near[k].any() and placed.overlap(apply(matrix, sprite_rectangle(sprite_hw)), area,
-                                            np.flatnonzero(near[k])) > max_overlap:
+    for angle, (ux, uy) in zip(angles, units):
+        cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        for _ in range(32):
+            # half extents of the turned rectangle's bounding box (pixel edges: w × h about its centre)
+            half_x = scale * (abs(cos) * w + abs(sin) * h) / 2
+            half_y = scale * (abs(sin) * w + abs(cos) * h) / 2
+            lo_x, hi_x = half_x + 0.5, width - 1.5 - half_x  # a pixel's margin inside every canvas edge
+            lo_y, hi_y = half_y + 0.5, height - 1.5 - half_y
+            if lo_x <= hi_x and lo_y <= hi_y:
+                break
+            scale *= 0.85  # too big for this canvas at this angle: shrink
+        else:
+            return None
+        cx, cy = lo_x + ux * (hi_x - lo_x), lo_y + uy * (hi_y - lo_y)
+        x0, y0, x1, y1 = cx - half_x, cy - half_y, cx + half_x, cy + half_y
+        near = [i for i, b in enumerate(bounds) if x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1]
+        matrix = similarity(scale, angle, (cx, cy), pivot)
+        corners = apply(matrix, sprite_rectangle(sprite_hw))
+        area = scale * scale * w * h  # a similarity scales areas by scale²
+        if near and placed.overlap(corners, area, near) > max_overlap:
             continue
-        placed.add(sprite_hw, matrix)
+        placed._add(corners, area)
         return matrix
     return None

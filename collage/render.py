@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from .assets import Sprite
-from .geometry import apply, sprite_rectangle
+from .geometry import sprite_corners
 
 VISIBLE_ALPHA = 128  # a pixel belongs to the topmost layer whose alpha reaches this
 
@@ -144,7 +144,7 @@ def mask_bbox(mask: np.ndarray) -> list[int] | None:
 
 def warp_layer(sprite: np.ndarray, matrix: np.ndarray, width: int, height: int):
     """Warp a sprite into its canvas bounding box: (x0, y0, premultiplied RGBA crop) or None if off-canvas."""
-    corners = apply(matrix, sprite_rectangle(sprite.shape[:2]))
+    corners = sprite_corners(sprite.shape[:2], matrix)
     x0, y0 = np.floor(corners.min(axis=0)).astype(int)
     x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 1
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
@@ -174,14 +174,16 @@ def render(scene: Scene, base: Rendered | None = None, start: int = 0, consume_b
            warps: dict | None = None) -> Rendered:
     """Render `scene`; with `base` (a render of the same background and first `start` layers), only the
     layers from `start` on are drawn: two scenes that differ above a layer share the work below it.
-    `consume_base` draws into base's pixels instead of a copy (a canvas copy costs as much as a layer).
+    `consume_base` draws into base's pixels (without a base: the scene's background) instead of a copy (a
+    canvas copy costs as much as a layer).
     `warps`, shared between renders of scenes that hold the same Layer objects, warps each layer once."""
     width, height = scene.size
     if base is not None:
         rgb = base.rgb if consume_base else base.rgb.copy()
         crops, boxes = list(base.crops[:start]), list(base.boxes[:start])
     else:
-        rgb, crops, boxes, start = scene.background.copy(), [], [], 0
+        rgb = scene.background if consume_base else scene.background.copy()
+        crops, boxes, start = [], [], 0
     for layer in scene.layers[start:]:
         if warps is None:
             warped = warp_layer(layer.sprite.rgba, layer.matrix, width, height)

@@ -42,7 +42,7 @@ def test_place_respects_overlap_and_canvas():
             poly = footprint(hw, matrix)
             assert len(placed) == len(polygons) + 1
             assert np.allclose(placed.corners[-1], np.asarray(poly.exterior.coords)[:-1], atol=1e-3)
-            assert inside(poly, 320, 240) and box(0.5, 0.5, 318.5, 238.5).contains(poly)
+            assert inside(placed.corners[-1].astype(float), 320, 240) and box(0.5, 0.5, 318.5, 238.5).contains(poly)
             for other in polygons:
                 assert poly.intersection(other).area <= 0.1 * min(poly.area, other.area) + 1e-3
             polygons.append(poly)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..assets import AssetLibrary
 from ..errors import Reject
-from ..geometry import apply, compose, footprint, inside, similarity
+from ..geometry import apply, compose, inside, similarity, sprite_corners
 from ..render import Layer, Rendered, Scene, render
 from ..sample import Sample
 from . import GenConfig, register
@@ -42,7 +42,7 @@ def drag_transform(rng: np.random.Generator, op: str, center: np.ndarray, width:
 # (25, 2) offsets of a pixel's 5×5 neighbourhood: EDGE_MARGIN and the flatness patch share this radius
 NEIGHBOURS = np.stack(np.meshgrid(np.arange(-EDGE_MARGIN, EDGE_MARGIN + 1),
                                   np.arange(-EDGE_MARGIN, EDGE_MARGIN + 1)), -1).reshape(-1, 2)
-BATCH = 32  # candidates tested at a time: the first batch almost always yields every point
+DRAWS, ROUNDS = 64, 16  # box pixels drawn per round, and rounds: the first round almost always suffices
 
 
 def usable(rendered: Rendered, index: int, solid: np.ndarray, pixels: np.ndarray) -> np.ndarray:
@@ -51,16 +51,15 @@ def usable(rendered: Rendered, index: int, solid: np.ndarray, pixels: np.ndarray
     Tested at the given pixels only: morphology over the layer's whole box costs far more."""
     x0, y0 = rendered.boxes[index][:2]
     h, w = solid.shape
-    local = pixels - (x0, y0)
-    ok = ((local >= EDGE_MARGIN) & (local < (w - EDGE_MARGIN, h - EDGE_MARGIN))).all(axis=1)
-    kept = local[ok]
+    lx, ly = pixels[:, 0] - x0, pixels[:, 1] - y0
+    ok = (lx >= EDGE_MARGIN) & (lx < w - EDGE_MARGIN) & (ly >= EDGE_MARGIN) & (ly < h - EDGE_MARGIN)
     # flat offsets (one gather each) instead of 2-D fancy indexing, which costs several times more
-    inner = solid.ravel()[(kept @ (1, w))[:, None] + NEIGHBOURS @ (1, w)].all(axis=1)
+    inner = solid.ravel()[(ly * w + lx)[ok][:, None] + NEIGHBOURS @ (1, w)].all(axis=1)
+    ok[ok] = inner
     canvas_width = rendered.rgb.shape[1]
-    centres = (kept + (x0, y0)) @ (1, canvas_width)
-    patch = rendered.rgb.reshape(-1, 3)[centres[:, None] + NEIGHBOURS @ (1, canvas_width)]  # (n, 25, 3)
-    flat = (patch.max(axis=1) - patch.min(axis=1)).max(axis=1) <= FLAT_RANGE
-    ok[ok] = inner & flat
+    centres = (pixels[ok] @ (1, canvas_width))[:, None] + NEIGHBOURS @ (1, canvas_width)
+    patch = rendered.rgb.reshape(-1, 3)[centres]  # (n, 25, 3)
+    ok[ok] = (patch.max(axis=1) - patch.min(axis=1)).max(axis=1) <= FLAT_RANGE
     return ok
 
 
@@ -71,26 +70,24 @@ def pick_points(rng: np.random.Generator, src: Rendered, tgt: Rendered, index: i
     src_solid, tgt_solid = src.solid_crop(index), tgt.solid_crop(index)
     if src_solid is None or tgt_solid is None:
         return np.zeros((0, 2))
-    # 1,024 pixels of the box drawn at random, kept where the object shows alone: a random order of the
-    # candidates without listing them all
     h, w = src_solid.shape
-    drawn = rng.integers(0, h * w, size=1024)
-    drawn = drawn[src_solid.ravel()[drawn]]
-    pixels = np.stack([drawn % w, drawn // w], axis=1) + src.boxes[index][:2]
-    chosen = np.zeros((0, 2), int)
-    for start in range(0, len(pixels), BATCH):
-        batch = pixels[start:start + BATCH]
-        batch = batch[usable(src, index, src_solid, batch)]
-        batch = batch[usable(tgt, index, tgt_solid, np.rint(apply(matrix, batch)).astype(int))]
-        # greedy in draw order: take a candidate, drop those closer than min_spacing to anything taken
-        for taken in chosen:
-            batch = batch[np.hypot(*(batch - taken).T) >= min_spacing]
-        while len(batch) and len(chosen) < count:
-            chosen = np.vstack([chosen, batch[:1]])
-            batch = batch[np.hypot(*(batch - batch[0]).T) >= min_spacing]
-        if len(chosen) == count:
-            break
-    return chosen.astype(np.float64)
+    x0, y0 = src.boxes[index][:2]
+    chosen: list[tuple[int, int]] = []
+    for _ in range(ROUNDS):
+        # pixels of the box drawn at random, kept where the object shows alone: a random order of the
+        # candidates without listing them all
+        drawn = rng.integers(0, h * w, size=DRAWS)
+        drawn = drawn[src_solid.ravel()[drawn]]
+        pixels = np.stack([drawn % w + x0, drawn // w + y0], axis=1)
+        pixels = pixels[usable(src, index, src_solid, pixels)]
+        if len(pixels):
+            pixels = pixels[usable(tgt, index, tgt_solid, np.rint(apply(matrix, pixels)).astype(int))]
+        for x, y in pixels.tolist():  # greedy in draw order: a candidate is taken if far from all taken
+            if all((x - a) ** 2 + (y - b) ** 2 >= min_spacing ** 2 for a, b in chosen):
+                chosen.append((x, y))
+                if len(chosen) == count:
+                    return np.array(chosen, np.float64)
+    return np.array(chosen, np.float64).reshape(-1, 2)
 
 
 @register("drag", OPS)
@@ -104,20 +101,19 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     for _ in range(8):
         transform = drag_transform(rng, cfg.op, center, width, height)
         moved_matrix = compose(transform["matrix"], layer.matrix)
-        if inside(footprint(sprite_hw, moved_matrix), width, height):
+        if inside(sprite_corners(sprite_hw, moved_matrix), width, height):
             break
     else:
         raise Reject("the dragged object would leave the canvas")
 
     target_scene = Scene(scene.background, list(scene.layers))
     target_scene.layers[moved_index] = Layer(layer.sprite, moved_matrix)
-    warps: dict = {}  # layers above the moved one are warped once for both images
-    if moved_index == 0:
-        src, tgt = render(scene, warps=warps), render(target_scene, warps=warps)
-    else:  # the layers under the moved one are drawn once, for both images
-        under = render(Scene(scene.background, scene.layers[:moved_index]))
-        tgt = render(target_scene, under, moved_index, warps=warps)
-        src = render(scene, under, moved_index, consume_base=True, warps=warps)
+    # The layers under the moved one are drawn once, for both images, into the background itself (this
+    # scene's own); the layers above are warped once for both.
+    under = render(Scene(scene.background, scene.layers[:moved_index]), consume_base=True)
+    warps: dict = {}
+    tgt = render(target_scene, under, moved_index, warps=warps)
+    src = render(scene, under, moved_index, consume_base=True, warps=warps)
     require_visible(src, 0.4)
     require_visible(tgt, 0.4)
 
