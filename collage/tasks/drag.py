@@ -7,6 +7,8 @@ flat patch of the sprite, so its colour in the source is its colour at (x + dx, 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..assets import AssetLibrary
@@ -45,21 +47,26 @@ NEIGHBOURS = np.stack(np.meshgrid(np.arange(-EDGE_MARGIN, EDGE_MARGIN + 1),
 DRAWS, ROUNDS = 64, 16  # box pixels drawn per round, and rounds: the first round almost always suffices
 
 
-def usable(rendered: Rendered, index: int, solid: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """Bool (N,) for integer canvas pixels (N, 2): the whole 5×5 neighbourhood shows layer `index` alone
+@functools.lru_cache(maxsize=64)
+def _offsets(width: int, channels: int) -> np.ndarray:
+    """(channels, 25) flat offsets of the 5×5 neighbourhood in a C-contiguous (·, width, channels) array:
+    channel-major, so that the reduction over the patch runs along the last axis (several times faster)."""
+    return (NEIGHBOURS @ (channels, width * channels))[None, :] + np.arange(channels)[:, None]
+
+
+def usable(rendered: Rendered, index: int, solid: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Bool (N,) for integer canvas pixels (xs, ys): the whole 5×5 neighbourhood shows layer `index` alone
     (so the pixel is EDGE_MARGIN px inside its visible edge) and varies by at most FLAT_RANGE per channel.
-    Tested at the given pixels only: morphology over the layer's whole box costs far more."""
+    Tested at the given pixels only, by flat-offset gathers: morphology over the layer's whole box, or
+    2-D fancy indexing, costs several times more."""
     x0, y0 = rendered.boxes[index][:2]
     h, w = solid.shape
-    lx, ly = pixels[:, 0] - x0, pixels[:, 1] - y0
+    lx, ly = xs - x0, ys - y0
     ok = (lx >= EDGE_MARGIN) & (lx < w - EDGE_MARGIN) & (ly >= EDGE_MARGIN) & (ly < h - EDGE_MARGIN)
-    # flat offsets (one gather each) instead of 2-D fancy indexing, which costs several times more
-    inner = solid.ravel()[(ly * w + lx)[ok][:, None] + NEIGHBOURS @ (1, w)].all(axis=1)
-    ok[ok] = inner
+    ok[ok] = solid.ravel()[(ly * w + lx)[ok][:, None] + _offsets(w, 1)[0]].all(axis=1)
     canvas_width = rendered.rgb.shape[1]
-    centres = (pixels[ok] @ (1, canvas_width))[:, None] + NEIGHBOURS @ (1, canvas_width)
-    patch = rendered.rgb.reshape(-1, 3)[centres]  # (n, 25, 3)
-    ok[ok] = (patch.max(axis=1) - patch.min(axis=1)).max(axis=1) <= FLAT_RANGE
+    patch = rendered.rgb.ravel()[((ys * canvas_width + xs) * 3)[ok][:, None, None] + _offsets(canvas_width, 3)]
+    ok[ok] = (patch.max(axis=2) - patch.min(axis=2)).max(axis=1) <= FLAT_RANGE  # patch: (n, 3, 25)
     return ok
 
 
@@ -72,18 +79,21 @@ def pick_points(rng: np.random.Generator, src: Rendered, tgt: Rendered, index: i
         return np.zeros((0, 2))
     h, w = src_solid.shape
     x0, y0 = src.boxes[index][:2]
+    (a, b, tx), (c, d, ty) = matrix.tolist()
     chosen: list[tuple[int, int]] = []
     for _ in range(ROUNDS):
         # pixels of the box drawn at random, kept where the object shows alone: a random order of the
         # candidates without listing them all
-        drawn = rng.integers(0, h * w, size=DRAWS)
+        drawn = (rng.random(DRAWS) * (h * w)).astype(np.intp)
         drawn = drawn[src_solid.ravel()[drawn]]
-        pixels = np.stack([drawn % w + x0, drawn // w + y0], axis=1)
-        pixels = pixels[usable(src, index, src_solid, pixels)]
-        if len(pixels):
-            pixels = pixels[usable(tgt, index, tgt_solid, np.rint(apply(matrix, pixels)).astype(int))]
-        for x, y in pixels.tolist():  # greedy in draw order: a candidate is taken if far from all taken
-            if all((x - a) ** 2 + (y - b) ** 2 >= min_spacing ** 2 for a, b in chosen):
+        ys, xs = np.divmod(drawn, w)
+        xs, ys = xs + x0, ys + y0
+        ok = usable(src, index, src_solid, xs, ys)
+        xs, ys = xs[ok], ys[ok]
+        ok = usable(tgt, index, tgt_solid, np.rint(a * xs + b * ys + tx).astype(np.intp),
+                    np.rint(c * xs + d * ys + ty).astype(np.intp))
+        for x, y in zip(xs[ok].tolist(), ys[ok].tolist()):  # greedy in draw order: taken if far from all taken
+            if all((x - u) ** 2 + (y - v) ** 2 >= min_spacing ** 2 for u, v in chosen):
                 chosen.append((x, y))
                 if len(chosen) == count:
                     return np.array(chosen, np.float64)
