@@ -31,8 +31,9 @@ def sprite_matrix(sprite_hw: tuple[int, int], scale: float, angle_deg: float, ce
 
 def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     """outer ∘ inner for 2×3 matrices."""
-    full = lambda m: np.vstack([m, [0.0, 0.0, 1.0]])  # noqa: E731
-    return (full(outer) @ full(inner))[:2]
+    out = outer[:, :2] @ inner
+    out[:, 2] += outer[:, 2]
+    return out
 
 
 def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

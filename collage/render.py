@@ -83,31 +83,48 @@ class Rendered:
             self._cache["alphas"] = FullAlphas(self.crops, self.boxes, self.rgb.shape[:2])
         return self._cache["alphas"]
 
-    def _layer_crop(self, i: int, own, above_ok) -> np.ndarray | None:
-        """Bool over boxes[i]: `own(alpha_i)` where every layer above satisfies `above_ok` (None: off-canvas)."""
-        box = self.boxes[i]
-        if box is None:
-            return None
-        x0, y0, x1, y1 = box
-        sub = own(self.crops[i])
+    def _cached(self, key, make):
+        if key not in self._cache:  # labels ask for the same masks several times per sample
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def _layer_crop(self, i: int, own: np.ndarray, above_ok) -> np.ndarray:
+        """Bool over boxes[i]: `own` where every layer above satisfies `above_ok`; `own` itself when no layer
+        above meets the box (it is copied before any change)."""
+        x0, y0, x1, y1 = box = self.boxes[i]
+        sub = own
         for j in range(i + 1, len(self.crops)):
             other = self.boxes[j]
             if _overlap(box, other):
+                if sub is own:
+                    sub = own.copy()
                 ix0, iy0, ix1, iy1 = max(x0, other[0]), max(y0, other[1]), min(x1, other[2]), min(y1, other[3])
                 above = self.crops[j][iy0 - other[1]:iy1 - other[1], ix0 - other[0]:ix1 - other[0]]
                 sub[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] &= above_ok(above)
         return sub
 
+    def covered_crop(self, i: int) -> np.ndarray | None:
+        """Bool over boxes[i] (None: off-canvas), read-only: layer i's own alpha reaches VISIBLE_ALPHA, hidden
+        or not."""
+        def make():
+            if self.crops[i] is None:
+                return None
+            crop = self.crops[i] >= VISIBLE_ALPHA
+            crop.setflags(write=False)
+            return crop
+        return self._cached(("covered", i), make)
+
     def visible_crop(self, i: int) -> np.ndarray | None:
         """Bool over boxes[i] (None: off-canvas), read-only: pixels where layer i is the topmost layer with
         alpha ≥ VISIBLE_ALPHA. Worked inside the layer's box: labels never need a full-canvas mask."""
-        key = ("visible_crop", i)
-        if key not in self._cache:  # asked for by several labels per sample: computed once
-            crop = self._layer_crop(i, lambda a: a >= VISIBLE_ALPHA, lambda a: a < VISIBLE_ALPHA)
-            if crop is not None:
-                crop.setflags(write=False)  # shared by every label that asks
-            self._cache[key] = crop
-        return self._cache[key]
+        def make():
+            covered = self.covered_crop(i)
+            if covered is None:
+                return None
+            crop = self._layer_crop(i, covered, lambda a: a < VISIBLE_ALPHA)
+            crop.setflags(write=False)  # shared by every label that asks
+            return crop
+        return self._cached(("visible", i), make)
 
     def visible_bbox(self, i: int) -> list[int] | None:
         """Tight [x0, y0, x1, y1] (exclusive ends) of layer i's visible pixels; None when none show."""
@@ -121,15 +138,22 @@ class Rendered:
     def solid_crop(self, i: int) -> np.ndarray | None:
         """Bool over boxes[i] (None: off-canvas): pixels that show layer i alone: its alpha is 255 and nothing
         above covers them at all."""
-        return self._layer_crop(i, lambda a: a == 255, lambda a: a == 0)
+        if self.crops[i] is None:
+            return None
+        return self._layer_crop(i, self.crops[i] == 255, lambda a: a == 0)
 
     def coverage(self, i: int) -> int:
         """Pixels where layer i's own alpha reaches VISIBLE_ALPHA, hidden or not."""
-        return 0 if self.crops[i] is None else int(np.count_nonzero(self.crops[i] >= VISIBLE_ALPHA))
+        return self._cached(("coverage", i), lambda: 0 if self.crops[i] is None else
+                            int(np.count_nonzero(self.covered_crop(i))))
 
     def visible_count(self, i: int) -> int:
-        crop = self.visible_crop(i)
-        return 0 if crop is None else int(np.count_nonzero(crop))
+        def make():
+            crop = self.visible_crop(i)
+            if crop is None:
+                return 0
+            return self.coverage(i) if crop is self.covered_crop(i) else int(np.count_nonzero(crop))
+        return self._cached(("visible_count", i), make)
 
 
 def _overlap(a: Box, b: Box | None) -> bool:
