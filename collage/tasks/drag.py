@@ -7,9 +7,8 @@ flat patch of the sprite, so its colour in the source is its colour at (x + dx, 
 
 from __future__ import annotations
 
-import functools
-
 import cv2
+import numba
 import numpy as np
 
 from ..assets import AssetLibrary
@@ -42,63 +41,80 @@ def drag_transform(rng: np.random.Generator, op: str, center: np.ndarray, width:
             "angle_deg": float(angle), "center": [float(center[0]), float(center[1])]}
 
 
-# (25, 2) offsets of a pixel's 5×5 neighbourhood: EDGE_MARGIN and the flatness patch share this radius
-NEIGHBOURS = np.stack(np.meshgrid(np.arange(-EDGE_MARGIN, EDGE_MARGIN + 1),
-                                  np.arange(-EDGE_MARGIN, EDGE_MARGIN + 1)), -1).reshape(-1, 2)
-DRAWS, ROUNDS = 64, 16  # box pixels drawn per round, and rounds: the first round almost always suffices
+CANDIDATES = 1024  # box pixels drawn per sample; the search stops once it has its points
 
 
-@functools.lru_cache(maxsize=64)
-def _offsets(width: int, channels: int) -> np.ndarray:
-    """(channels, 25) flat offsets of the 5×5 neighbourhood in a C-contiguous (·, width, channels) array:
-    channel-major, so that the reduction over the patch runs along the last axis (several times faster)."""
-    return (NEIGHBOURS @ (channels, width * channels))[None, :] + np.arange(channels)[:, None]
-
-
-def usable(rendered: Rendered, index: int, solid: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Bool (N,) for integer canvas pixels (xs, ys): the whole 5×5 neighbourhood shows layer `index` alone
-    (so the pixel is EDGE_MARGIN px inside its visible edge) and varies by at most FLAT_RANGE per channel.
-    Tested at the given pixels only, by flat-offset gathers: morphology over the layer's whole box, or
-    2-D fancy indexing, costs several times more."""
-    x0, y0 = rendered.boxes[index][:2]
+@numba.njit(cache=True, nogil=True)
+def _usable(rgb: np.ndarray, solid: np.ndarray, box_x: int, box_y: int, x: int, y: int) -> bool:
+    """The 5×5 neighbourhood of canvas pixel (x, y) shows the layer alone (`solid`, over the layer's box at
+    (box_x, box_y)), so the pixel is EDGE_MARGIN px inside its visible edge, and varies by at most
+    FLAT_RANGE per channel in `rgb`."""
     h, w = solid.shape
-    lx, ly = xs - x0, ys - y0
-    ok = (lx >= EDGE_MARGIN) & (lx < w - EDGE_MARGIN) & (ly >= EDGE_MARGIN) & (ly < h - EDGE_MARGIN)
-    ok[ok] = solid.ravel()[(ly * w + lx)[ok][:, None] + _offsets(w, 1)[0]].all(axis=1)
-    canvas_width = rendered.rgb.shape[1]
-    patch = rendered.rgb.ravel()[((ys * canvas_width + xs) * 3)[ok][:, None, None] + _offsets(canvas_width, 3)]
-    ok[ok] = (patch.max(axis=2) - patch.min(axis=2)).max(axis=1) <= FLAT_RANGE  # patch: (n, 3, 25)
-    return ok
+    lx, ly = x - box_x, y - box_y
+    if lx < EDGE_MARGIN or ly < EDGE_MARGIN or lx >= w - EDGE_MARGIN or ly >= h - EDGE_MARGIN:
+        return False
+    for dy in range(-EDGE_MARGIN, EDGE_MARGIN + 1):
+        for dx in range(-EDGE_MARGIN, EDGE_MARGIN + 1):
+            if not solid[ly + dy, lx + dx]:
+                return False
+    for c in range(3):
+        lo, hi = 255, 0
+        for dy in range(-EDGE_MARGIN, EDGE_MARGIN + 1):
+            for dx in range(-EDGE_MARGIN, EDGE_MARGIN + 1):
+                v = rgb[y + dy, x + dx, c]
+                lo, hi = min(lo, v), max(hi, v)
+        if hi - lo > FLAT_RANGE:
+            return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _search_points(draws: np.ndarray, src_rgb: np.ndarray, src_solid: np.ndarray, src_x: int, src_y: int,
+                   tgt_rgb: np.ndarray, tgt_solid: np.ndarray, tgt_x: int, tgt_y: int, matrix: np.ndarray,
+                   count: int, min_spacing: float) -> np.ndarray:
+    """Greedy in draw order: a drawn box pixel is taken when it is usable in the source, its image under
+    `matrix` (rounded) is usable in the target, and it lies at least `min_spacing` from every point taken.
+    A compiled loop: it stops at the first `count` points, where vectorised tests pay for every candidate."""
+    h, w = src_solid.shape
+    chosen = np.zeros((count, 2), np.int64)
+    n = 0
+    for u in draws:
+        k = int(u * (h * w))
+        ly, lx = k // w, k % w
+        if not src_solid[ly, lx]:
+            continue
+        x, y = lx + src_x, ly + src_y
+        if not _usable(src_rgb, src_solid, src_x, src_y, x, y):
+            continue
+        mx = int(np.rint(matrix[0, 0] * x + matrix[0, 1] * y + matrix[0, 2]))
+        my = int(np.rint(matrix[1, 0] * x + matrix[1, 1] * y + matrix[1, 2]))
+        if not _usable(tgt_rgb, tgt_solid, tgt_x, tgt_y, mx, my):
+            continue
+        far = True
+        for j in range(n):
+            if (x - chosen[j, 0]) ** 2 + (y - chosen[j, 1]) ** 2 < min_spacing * min_spacing:
+                far = False
+                break
+        if far:
+            chosen[n, 0], chosen[n, 1] = x, y
+            n += 1
+            if n == count:
+                break
+    return chosen[:n]
 
 
 def pick_points(rng: np.random.Generator, src: Rendered, tgt: Rendered, index: int, matrix: np.ndarray,
                 count: int, min_spacing: float) -> np.ndarray:
     """Up to `count` source pixels (N, 2), spread at least `min_spacing` apart, usable in the source and
-    whose image under `matrix` is usable in the target."""
+    whose image under `matrix` is usable in the target (see `_usable`). Candidates are box pixels drawn at
+    random: a random order of them without listing them all."""
     src_solid, tgt_solid = src.solid_crop(index), tgt.solid_crop(index)
     if src_solid is None or tgt_solid is None:
         return np.zeros((0, 2))
-    h, w = src_solid.shape
-    x0, y0 = src.boxes[index][:2]
-    (a, b, tx), (c, d, ty) = matrix.tolist()
-    chosen: list[tuple[int, int]] = []
-    for _ in range(ROUNDS):
-        # pixels of the box drawn at random, kept where the object shows alone: a random order of the
-        # candidates without listing them all
-        drawn = (rng.random(DRAWS) * (h * w)).astype(np.intp)
-        drawn = drawn[src_solid.ravel()[drawn]]
-        ys, xs = np.divmod(drawn, w)
-        xs, ys = xs + x0, ys + y0
-        ok = usable(src, index, src_solid, xs, ys)
-        xs, ys = xs[ok], ys[ok]
-        ok = usable(tgt, index, tgt_solid, np.rint(a * xs + b * ys + tx).astype(np.intp),
-                    np.rint(c * xs + d * ys + ty).astype(np.intp))
-        for x, y in zip(xs[ok].tolist(), ys[ok].tolist()):  # greedy in draw order: taken if far from all taken
-            if all((x - u) ** 2 + (y - v) ** 2 >= min_spacing ** 2 for u, v in chosen):
-                chosen.append((x, y))
-                if len(chosen) == count:
-                    return np.array(chosen, np.float64)
-    return np.array(chosen, np.float64).reshape(-1, 2)
+    draws = rng.random(CANDIDATES)
+    (src_x, src_y), (tgt_x, tgt_y) = src.boxes[index][:2], tgt.boxes[index][:2]
+    return _search_points(draws, src.rgb, src_solid, src_x, src_y, tgt.rgb, tgt_solid, tgt_x, tgt_y,
+                          np.ascontiguousarray(matrix, np.float64), count, float(min_spacing)).astype(np.float64)
 
 
 @register("drag", OPS)
