@@ -57,10 +57,20 @@ def sprite_corners(sprite_hw: tuple[int, int], matrix: np.ndarray) -> np.ndarray
     return apply(matrix, sprite_rectangle(sprite_hw))
 
 
-def inside(points: np.ndarray, width: int, height: int, margin: float = 1.0) -> bool:
-    """All (N, 2) `points` (a convex shape's corners) lie within the canvas, `margin` px in from its edges.
-    A box contains a convex shape exactly when it contains its corners."""
-    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+def sprite_bounds(sprite_hw: tuple[int, int], matrix: np.ndarray) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1): the canvas bounding box of the sprite's rectangle (pixel edges). Scalar math: it is
+    asked for once per layer and render, where numpy's per-call cost on four points dominates."""
+    h, w = sprite_hw
+    (a, b, c), (d, e, f) = matrix.tolist()
+    xs = [a * u + b * v + c for u in (-0.5, w - 0.5) for v in (-0.5, h - 0.5)]
+    ys = [d * u + e * v + f for u in (-0.5, w - 0.5) for v in (-0.5, h - 0.5)]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def inside(bounds: tuple[float, float, float, float], width: int, height: int, margin: float = 1.0) -> bool:
+    """A shape with these (x0, y0, x1, y1) bounds lies within the canvas, `margin` px in from its edges (a
+    box contains a shape exactly when it contains the shape's bounds)."""
+    x0, y0, x1, y1 = bounds
     return x0 > -0.5 + margin and y0 > -0.5 + margin and x1 < width - 0.5 - margin and y1 < height - 0.5 - margin
 
 

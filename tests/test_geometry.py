@@ -3,7 +3,7 @@
 import numpy as np
 from shapely.geometry import box
 
-from collage.geometry import Footprints, footprint, inside, place, sprite_matrix
+from collage.geometry import Footprints, footprint, inside, place, sprite_bounds, sprite_matrix
 
 
 def _random_sprite(rng):
@@ -26,6 +26,7 @@ def test_footprint_overlap_matches_shapely():
         assert abs(placed.overlap(np.asarray(poly.exterior.coords)[:-1], poly.area) - expected) < 1e-4
         assert all(np.allclose(c, np.asarray(o.exterior.coords)[:-1], atol=1e-3) for c, o in zip(placed.corners, others))
         assert np.allclose(placed.areas, [o.area for o in others])
+        assert np.allclose(sprite_bounds(hw, matrix), poly.bounds)
         overlapping += expected > 0
     assert overlapping > 100  # the comparison covered real overlaps, not only disjoint pairs
 
@@ -42,7 +43,7 @@ def test_place_respects_overlap_and_canvas():
             poly = footprint(hw, matrix)
             assert len(placed) == len(polygons) + 1
             assert np.allclose(placed.corners[-1], np.asarray(poly.exterior.coords)[:-1], atol=1e-3)
-            assert inside(placed.corners[-1].astype(float), 320, 240) and box(0.5, 0.5, 318.5, 238.5).contains(poly)
+            assert inside(poly.bounds, 320, 240) and box(0.5, 0.5, 318.5, 238.5).contains(poly)
             for other in polygons:
                 assert poly.intersection(other).area <= 0.1 * min(poly.area, other.area) + 1e-3
             polygons.append(poly)

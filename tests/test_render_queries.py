@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from collage.render import mask_bbox
+from collage.render import composite, mask_bbox
 
 
 def _bbox_by_definition(mask):
@@ -23,3 +23,21 @@ def test_mask_bbox_matches_its_definition():
         if rng.random() < 0.2:
             mask = mask[::2]  # a strided view
         assert mask_bbox(mask) == _bbox_by_definition(mask)
+
+
+def test_composite_is_premultiplied_over_rounded_to_nearest():
+    """composite() against out = fg + bg·(255 − a)/255 in floats, on crops that mix transparent, opaque and
+    partial alpha, placed inside a larger canvas (nothing outside the box may change)."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        canvas = rng.integers(0, 256, (h + 12, w + 9, 3), dtype=np.uint8)
+        alpha = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        alpha[alpha < 60], alpha[alpha > 200] = 0, 255
+        rgb = (rng.integers(0, 256, (h, w, 3)) * alpha[..., None] // 255).astype(np.uint8)  # premultiplied
+        y0, x0 = int(rng.integers(0, 13)), int(rng.integers(0, 10))
+        under = canvas[y0:y0 + h, x0:x0 + w].astype(np.float64)
+        expected = canvas.copy()
+        expected[y0:y0 + h, x0:x0 + w] = np.clip(rgb + np.rint(under * (255 - alpha[..., None]) / 255), 0, 255)
+        got = composite(canvas, x0, y0, np.dstack([rgb, alpha]))
+        assert np.array_equal(got, alpha) and np.array_equal(canvas, expected)

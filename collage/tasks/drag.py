@@ -13,7 +13,7 @@ import numpy as np
 
 from ..assets import AssetLibrary
 from ..errors import Reject
-from ..geometry import apply, compose, inside, similarity, sprite_corners
+from ..geometry import apply, compose, inside, similarity, sprite_bounds
 from ..render import Layer, Rendered, Scene, render
 from ..sample import Sample
 from . import GenConfig, register
@@ -128,7 +128,7 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     for _ in range(8):
         transform = drag_transform(rng, cfg.op, center, width, height)
         moved_matrix = compose(transform["matrix"], layer.matrix)
-        if inside(sprite_corners(sprite_hw, moved_matrix), width, height):
+        if inside(sprite_bounds(sprite_hw, moved_matrix), width, height):
             break
     else:
         raise Reject("the dragged object would leave the canvas")

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..assets import AssetLibrary
 from ..errors import Reject
-from ..geometry import inside, sprite_corners, sprite_matrix
+from ..geometry import inside, sprite_bounds, sprite_matrix
 from ..render import Layer, Scene, render
 from ..sample import Sample
 from . import GenConfig, register
@@ -62,7 +62,7 @@ def replacement_layer(rng: np.random.Generator, assets: AssetLibrary, old: Layer
             continue
         hw = sprite.rgba.shape[:2]
         matrix = sprite_matrix(hw, long_side / max(hw), angle, center)
-        if inside(sprite_corners(hw, matrix), width, height):
+        if inside(sprite_bounds(hw, matrix), width, height):
             return Layer(sprite, matrix)
     raise Reject("no replacement fits where the old object was")
 
