@@ -168,11 +168,16 @@ def mask_bbox(mask: np.ndarray) -> list[int] | None:
     return None if w == 0 else [x, y, x + w, y + h]
 
 
+def layer_box(sprite_hw: tuple[int, int], matrix: np.ndarray) -> Box:
+    """The integer box that holds the warped sprite, before clipping to the canvas."""
+    bx0, by0, bx1, by1 = sprite_bounds(sprite_hw, matrix)
+    return math.floor(bx0), math.floor(by0), math.ceil(bx1) + 1, math.ceil(by1) + 1
+
+
 def warp_layer(sprite: np.ndarray, matrix: np.ndarray, width: int, height: int):
     """Warp a sprite into its canvas bounding box: (x0, y0, premultiplied RGBA crop) or None if off-canvas."""
-    bx0, by0, bx1, by1 = sprite_bounds(sprite.shape[:2], matrix)
-    x0, y0 = max(math.floor(bx0), 0), max(math.floor(by0), 0)
-    x1, y1 = min(math.ceil(bx1) + 1, width), min(math.ceil(by1) + 1, height)
+    x0, y0, x1, y1 = layer_box(sprite.shape[:2], matrix)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     if x1 <= x0 or y1 <= y0:
         return None
     local = matrix.copy()
@@ -211,8 +216,40 @@ def composite(canvas: np.ndarray, x0: int, y0: int, crop: np.ndarray) -> np.ndar
     return alpha
 
 
+class Warps:
+    """Warped layers shared between renders of scenes that hold the same Layer objects: each is warped once.
+
+    `shifted(layer, source, dx, dy)` declares `layer` to be `source` moved by whole pixels: it then reuses
+    source's warp at an offset instead of warping again, unless the canvas clips either box.
+    """
+
+    def __init__(self) -> None:
+        self._warped: dict[int, tuple[Layer, tuple | None]] = {}  # id(layer) → (layer kept alive, warp)
+        self._shifts: dict[int, tuple[Layer, int, int]] = {}
+
+    def shifted(self, layer: Layer, source: Layer, dx: int, dy: int) -> None:
+        self._shifts[id(layer)] = (source, int(dx), int(dy))
+
+    def get(self, layer: Layer, width: int, height: int):
+        if id(layer) not in self._warped:
+            self._warped[id(layer)] = (layer, self._warp(layer, width, height))
+        return self._warped[id(layer)][1]
+
+    def _warp(self, layer: Layer, width: int, height: int):
+        if id(layer) in self._shifts:
+            source, dx, dy = self._shifts[id(layer)]
+            warped = self.get(source, width, height)
+            if warped is not None:
+                x0, y0, crop = warped
+                h, w = crop.shape[:2]
+                whole = layer_box(source.sprite.rgba.shape[:2], source.matrix) == (x0, y0, x0 + w, y0 + h)
+                if whole and 0 <= x0 + dx and x0 + dx + w <= width and 0 <= y0 + dy and y0 + dy + h <= height:
+                    return x0 + dx, y0 + dy, crop
+        return warp_layer(layer.sprite.rgba, layer.matrix, width, height)
+
+
 def render(scene: Scene, base: Rendered | None = None, start: int = 0, consume_base: bool = False,
-           warps: dict | None = None) -> Rendered:
+           warps: Warps | None = None) -> Rendered:
     """Render `scene`; with `base` (a render of the same background and first `start` layers), only the
     layers from `start` on are drawn: two scenes that differ above a layer share the work below it.
     `consume_base` draws into base's pixels (without a base: the scene's background) instead of a copy (a
@@ -229,9 +266,7 @@ def render(scene: Scene, base: Rendered | None = None, start: int = 0, consume_b
         if warps is None:
             warped = warp_layer(layer.sprite.rgba, layer.matrix, width, height)
         else:
-            if id(layer) not in warps:
-                warps[id(layer)] = (layer, warp_layer(layer.sprite.rgba, layer.matrix, width, height))
-            warped = warps[id(layer)][1]  # the layer is kept alongside, so its id cannot be reused
+            warped = warps.get(layer, width, height)
         if warped is None:
             crops.append(None)
             boxes.append(None)

@@ -14,7 +14,7 @@ import numpy as np
 from ..assets import AssetLibrary
 from ..errors import Reject
 from ..geometry import apply, compose, inside, similarity, sprite_bounds
-from ..render import Layer, Rendered, Scene, render
+from ..render import Layer, Rendered, Scene, Warps, render
 from ..sample import Sample
 from . import GenConfig, register
 from .common import objects_json, random_collage, require_visible
@@ -29,7 +29,8 @@ def drag_transform(rng: np.random.Generator, op: str, center: np.ndarray, width:
     scale, angle, shift = 1.0, 0.0, np.zeros(2)
     if op == "translate":
         direction = rng.uniform(0, 2 * np.pi)
-        shift = rng.uniform(0.08, 0.35) * min(width, height) * np.array([np.cos(direction), np.sin(direction)])
+        # whole pixels: the moved object is then its source pixels at an offset (one warp serves both images)
+        shift = np.rint(rng.uniform(0.08, 0.35) * min(width, height) * np.array([np.cos(direction), np.sin(direction)]))
     elif op == "scale":
         scale = rng.uniform(0.6, 0.85) if rng.random() < 0.5 else rng.uniform(1.2, 1.6)
     elif op == "rotate":
@@ -134,11 +135,13 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
         raise Reject("the dragged object would leave the canvas")
 
     target_scene = Scene(scene.background, list(scene.layers))
-    target_scene.layers[moved_index] = Layer(layer.sprite, moved_matrix)
+    target_scene.layers[moved_index] = moved = Layer(layer.sprite, moved_matrix)
     # The layers under the moved one are drawn once, for both images, into the background itself (this
-    # scene's own); the layers above are warped once for both.
+    # scene's own); the layers above are warped once for both, and a translated object is warped once.
     under = render(Scene(scene.background, scene.layers[:moved_index]), consume_base=True)
-    warps: dict = {}
+    warps = Warps()
+    if cfg.op == "translate":
+        warps.shifted(moved, layer, int(transform["tx"]), int(transform["ty"]))
     tgt = render(target_scene, under, moved_index, warps=warps)
     src = render(scene, under, moved_index, consume_base=True, warps=warps)
     require_visible(src, 0.4)
