@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
-import numba
 import numpy as np
 
 from .assets import Sprite
@@ -187,32 +186,17 @@ def warp_layer(sprite: np.ndarray, matrix: np.ndarray, width: int, height: int):
     return int(x0), int(y0), crop
 
 
-@numba.njit(cache=True, nogil=True)
-def _over(region: np.ndarray, crop: np.ndarray, alpha: np.ndarray) -> None:
-    """region ← crop + region·(255 − a)/255 per pixel (premultiplied 'over', rounded to nearest), and
-    alpha ← a. One pass that skips transparent pixels and copies opaque ones: most of a sticker is one or
-    the other, and OpenCV needs six passes for the same."""
-    h, w = alpha.shape
-    for y in range(h):
-        src, dst, out = crop[y], region[y], alpha[y]
-        for x in range(w):
-            a = src[x, 3]
-            out[x] = a
-            if a == 255:
-                dst[x, 0], dst[x, 1], dst[x, 2] = src[x, 0], src[x, 1], src[x, 2]
-            elif a != 0:
-                inv = np.uint32(255 - a)
-                for c in range(3):
-                    t = np.uint32(dst[x, c]) * inv + np.uint32(128)  # (t + t/256)/256 = round(t/255), exact here
-                    dst[x, c] = min(np.uint32(255), np.uint32(src[x, c]) + ((t + (t >> np.uint32(8))) >> np.uint32(8)))
-
-
 def composite(canvas: np.ndarray, x0: int, y0: int, crop: np.ndarray) -> np.ndarray:
-    """In place: canvas ← crop + canvas·(1 − a) over the crop's box (premultiplied 'over'). Returns the
-    crop's alpha as its own contiguous array."""
+    """In place: canvas ← crop + canvas·(1 − a) over the crop's box (premultiplied 'over'), rounded to
+    nearest. Returns the crop's alpha as its own contiguous array."""
     h, w = crop.shape[:2]
-    alpha = np.empty((h, w), np.uint8)
-    _over(canvas[y0:y0 + h, x0:x0 + w], crop, alpha)
+    region = canvas[y0:y0 + h, x0:x0 + w]
+    alpha = cv2.extractChannel(crop, 3)
+    # cv2's saturating uint8 arithmetic, written into the canvas view: several times faster than numpy's
+    # widening math, and no temporary canvas-sized copies. (A compiled per-pixel loop measured no faster
+    # on warped sprites, whose bilinear edges are mostly partial alpha.)
+    cv2.multiply(region, cv2.cvtColor(cv2.subtract(255, alpha), cv2.COLOR_GRAY2RGB), dst=region, scale=1 / 255)
+    cv2.add(region, cv2.cvtColor(crop, cv2.COLOR_RGBA2RGB), dst=region)
     return alpha
 
 
