@@ -45,7 +45,16 @@ def drag_transform(rng: np.random.Generator, op: str, center: np.ndarray, width:
 CANDIDATES = 1024  # box pixels drawn per sample; the search stops once it has its points
 
 
-@numba.njit(cache=True, nogil=True)
+def _compiled(function):
+    """numba-compiled, its machine code cached beside the source (or in the user's cache) so that a new
+    worker loads it instead of compiling (~1 s); where no cache folder can be written, compiled per process."""
+    try:
+        return numba.njit(cache=True)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(function)
+
+
+@_compiled
 def _usable(rgb: np.ndarray, solid: np.ndarray, box_x: int, box_y: int, x: int, y: int) -> bool:
     """The 5×5 neighbourhood of canvas pixel (x, y) shows the layer alone (`solid`, over the layer's box at
     (box_x, box_y)), so the pixel is EDGE_MARGIN px inside its visible edge, and varies by at most
@@ -69,7 +78,7 @@ def _usable(rgb: np.ndarray, solid: np.ndarray, box_x: int, box_y: int, x: int, 
     return True
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _search_points(draws: np.ndarray, src_rgb: np.ndarray, src_solid: np.ndarray, src_x: int, src_y: int,
                    tgt_rgb: np.ndarray, tgt_solid: np.ndarray, tgt_x: int, tgt_y: int, matrix: np.ndarray,
                    count: int, min_spacing: float) -> np.ndarray:
