@@ -85,25 +85,26 @@ class Footprints:
     def __init__(self) -> None:
         self.corners: list[np.ndarray] = []  # (4, 2) float32 each
         self.areas: list[float] = []
-        self._bounds: list[tuple[float, float, float, float]] = []
+        self.boxes: list[tuple[float, float, float, float]] = []  # (x0, y0, x1, y1) of each
 
     def __len__(self) -> int:
         return len(self.corners)
 
     def add(self, sprite_hw: tuple[int, int], matrix: np.ndarray) -> None:
         corners = sprite_corners(sprite_hw, matrix)
-        self._add(corners, abs(float(np.linalg.det(matrix[:, :2]))) * sprite_hw[0] * sprite_hw[1])
+        self.add_corners(corners, abs(float(np.linalg.det(matrix[:, :2]))) * sprite_hw[0] * sprite_hw[1])
 
-    def _add(self, corners: np.ndarray, area: float) -> None:
+    def add_corners(self, corners: np.ndarray, area: float) -> None:
+        """Add a footprint by its (4, 2) corners and area."""
         (x0, y0), (x1, y1) = corners.min(axis=0), corners.max(axis=0)
         self.corners.append(corners.astype(np.float32))
         self.areas.append(area)
-        self._bounds.append((float(x0), float(y0), float(x1), float(y1)))
+        self.boxes.append((float(x0), float(y0), float(x1), float(y1)))
 
     @property
     def bounds(self) -> np.ndarray:
         """(n, 4) [x0, y0, x1, y1] of each footprint."""
-        return np.array(self._bounds, np.float64).reshape(-1, 4)
+        return np.array(self.boxes, np.float64).reshape(-1, 4)
 
     def overlap(self, corners: np.ndarray, area: float, near: np.ndarray | None = None) -> float:
         """Largest share of either area covered by the intersection with a footprint, for a convex polygon's
@@ -134,7 +135,7 @@ def place(rng: np.random.Generator, sprite_hw: tuple[int, int], long_side: float
     scale = long_side / max(sprite_hw)
     angles = rng.uniform(-angle_range, angle_range, tries).tolist() if angle_range else [0.0] * tries
     units = rng.random((tries, 2)).tolist()
-    bounds = placed._bounds
+    bounds = placed.boxes
     pivot = ((w - 1) / 2, (h - 1) / 2)
     for angle, (ux, uy) in zip(angles, units):
         cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
@@ -157,6 +158,6 @@ def place(rng: np.random.Generator, sprite_hw: tuple[int, int], long_side: float
         area = scale * scale * w * h  # a similarity scales areas by scale²
         if near and placed.overlap(corners, area, near) > max_overlap:
             continue
-        placed._add(corners, area)
+        placed.add_corners(corners, area)
         return matrix
     return None

@@ -41,3 +41,30 @@ def test_composite_is_premultiplied_over_rounded_to_nearest():
         expected[y0:y0 + h, x0:x0 + w] = np.clip(rgb + np.rint(under * (255 - alpha[..., None]) / 255), 0, 255)
         got = composite(canvas, x0, y0, np.dstack([rgb, alpha]))
         assert np.array_equal(got, alpha) and np.array_equal(canvas, expected)
+
+
+def test_shifted_layers_reuse_the_warp_and_match_a_fresh_render():
+    """render.Warps: a layer declared as another moved by whole pixels shows the same pixels as warping it
+    afresh (OpenCV samples at 1/32 px, so at most a rounding step apart), in and partly off the canvas."""
+    from collage.assets import Sprite
+    from collage.geometry import sprite_matrix
+    from collage.render import Layer, Scene, Warps, render
+
+    rng = np.random.default_rng(1)
+    alpha = np.zeros((40, 30), np.uint8)
+    alpha[3:37, 4:27] = 255
+    rgb = (rng.integers(0, 256, (40, 30, 3)) * alpha[..., None] // 255).astype(np.uint8)
+    sprite = Sprite("test:sprite", "block", "sticker", np.dstack([rgb, alpha]))
+    background = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    source = Layer(sprite, sprite_matrix((40, 30), 1.3, 12.0, (60.3, 50.7)))
+    for dx, dy, reused in ((21, -9, True), (-17, 30, True), (90, 0, False)):  # the last leaves the canvas
+        moved_matrix = source.matrix.copy()
+        moved_matrix[:, 2] += (dx, dy)
+        moved = Layer(sprite, moved_matrix)
+        warps = Warps()
+        warps.shifted(moved, source, dx, dy)
+        shared = render(Scene(background, [source, moved]), warps=warps)
+        fresh = render(Scene(background, [source, moved]))
+        assert np.abs(shared.rgb.astype(int) - fresh.rgb).max() <= 1
+        assert shared.boxes == fresh.boxes
+        assert (warps.get(moved, 160, 120)[2] is warps.get(source, 160, 120)[2]) == reused
