@@ -29,9 +29,10 @@ def random_collage(rng: np.random.Generator, assets: AssetLibrary, width: int, h
     return scene, placed
 
 
-def require_visible(rendered: Rendered, min_fraction: float, min_pixels: int = 64) -> None:
-    """Reject a scene where some object is mostly hidden: a caption must not name what cannot be seen."""
-    for i in range(len(rendered.crops)):
+def require_visible(rendered: Rendered, min_fraction: float, min_pixels: int = 64, layers: range | None = None) -> None:
+    """Reject a scene where some object (of `layers`; default all) is mostly hidden: a caption must not name
+    what cannot be seen."""
+    for i in layers if layers is not None else range(len(rendered.crops)):
         whole, seen = rendered.coverage(i), rendered.visible_count(i)
         if whole == 0 or seen < min_pixels or seen < min_fraction * whole:
             raise Reject(f"layer {i} is hidden ({seen}/{whole} px visible)")

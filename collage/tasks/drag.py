@@ -7,6 +7,8 @@ flat patch of the sprite, so its colour in the source is its colour at (x + dx, 
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numba
 import numpy as np
@@ -34,7 +36,7 @@ def drag_transform(rng: np.random.Generator, op: str, center: np.ndarray, width:
     elif op == "scale":
         scale = rng.uniform(0.6, 0.85) if rng.random() < 0.5 else rng.uniform(1.2, 1.6)
     elif op == "rotate":
-        angle = rng.choice([-1, 1]) * rng.uniform(20, 120)
+        angle = (1 if rng.random() < 0.5 else -1) * rng.uniform(20, 120)
     else:
         raise ValueError(f"unknown drag op {op!r}")
     matrix = similarity(scale, angle, tuple(center + shift), tuple(center))
@@ -154,7 +156,8 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     tgt = render(target_scene, under, moved_index, warps=warps)
     src = render(scene, under, moved_index, consume_base=True, warps=warps)
     require_visible(src, 0.4)
-    require_visible(tgt, 0.4)
+    # above the moved object both images hold the same layers, so those are as visible as in the source
+    require_visible(tgt, 0.4, layers=range(moved_index + 1))
 
     # Every pixel the object can have changed: its coverage before or after, unless hidden by layers above.
     # Worked box by box with OpenCV's saturating max/min: whole-canvas passes or numpy boolean assignment
@@ -173,7 +176,7 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     if not cv2.hasNonZero(mask):
         raise Reject("nothing changed")
 
-    long_side = max(sprite_hw) * float(np.hypot(*layer.matrix[:, 0]))
+    long_side = max(sprite_hw) * math.hypot(*layer.matrix[:, 0].tolist())
     pixels = pick_points(rng, src, tgt, moved_index, transform["matrix"], int(rng.integers(1, 6)),
                          0.12 * long_side)
     if len(pixels) == 0:
