@@ -124,7 +124,9 @@ def _record(index: int, picked: Picked, images: dict[str, str], runs: list[RunIn
     arrows, boxes, legend, legend_title = overlays(meta)
     stem = f"s{index:06d}"
     prompt = str(meta.get("prompt", ""))
-    return {"id": stem, "key": picked.key, "run": picked.run, "shard": picked.shard.name,
+    # fid: what a flag is stored under in the browser. Not the card's position, which another --seed, --n
+    # or --task rebuild of the same runs gives to another sample.
+    return {"id": stem, "fid": f"{picked.shard}#{picked.key}", "key": picked.key, "run": picked.run, "shard": picked.shard.name,
             "shardPath": str(picked.shard), "task": str(meta.get("task", "")), "op": str(meta.get("op", "")),
             "prompt": prompt, "caption": str(meta.get("caption", prompt)),
             "cs": str(meta.get("caption_source", "template")), "w": int(meta.get("width") or 0),

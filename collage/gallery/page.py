@@ -178,9 +178,9 @@ SCRIPT = r"""
   function setFlagged(card, s, on) {
     const btn = card.querySelector(".flag-btn");
     if (on) {
-      flags[s.id] = {key: s.key, reason: card.querySelector(".reason").value, note: card.querySelector(".note").value};
+      flags[s.fid] = {key: s.key, reason: card.querySelector(".reason").value, note: card.querySelector(".note").value};
     } else {
-      delete flags[s.id];
+      delete flags[s.fid];
     }
     card.classList.toggle("flagged", on);
     btn.textContent = on ? "Unflag" : "Flag as bad";
@@ -213,13 +213,13 @@ SCRIPT = r"""
     flag.append(btn, reason, note);
     meta.appendChild(flag);
     node.append(panels, meta);
-    const saved = flags[s.id];
+    const saved = flags[s.fid];
     if (saved) {
       if (REASONS.includes(saved.reason)) reason.value = saved.reason;
       note.value = saved.note || "";
     }
-    btn.addEventListener("click", () => setFlagged(node, s, !flags[s.id]));
-    const update = () => { if (flags[s.id]) setFlagged(node, s, true); };
+    btn.addEventListener("click", () => setFlagged(node, s, !flags[s.fid]));
+    const update = () => { if (flags[s.fid]) setFlagged(node, s, true); };
     reason.addEventListener("change", update);
     note.addEventListener("input", update);
     if (saved) setFlagged(node, s, true);
@@ -245,7 +245,7 @@ SCRIPT = r"""
     let shown = 0;
     for (const {s, node} of cards) {
       const ok = (!task || s.task === task) && (!op || s.op === op) && (!source || s.cs === source) &&
-                 (!query || s.hay.includes(query)) && (!onlyFlagged || !!flags[s.id]);
+                 (!query || s.hay.includes(query)) && (!onlyFlagged || !!flags[s.fid]);
       node.hidden = !ok;
       if (ok) shown += 1;
     }
@@ -255,7 +255,7 @@ SCRIPT = r"""
   function flagRows() {
     const rows = [];
     for (const {s} of cards) {
-      const f = flags[s.id];
+      const f = flags[s.fid];
       if (f) rows.push({key: s.key, reason: f.note ? f.reason + ": " + f.note : f.reason, task: s.task, op: s.op,
                         shard: s.shardPath});
     }
@@ -303,10 +303,10 @@ SCRIPT = r"""
       download("flags.csv", lines.join("\n") + "\n", "text/csv");
     });
     $("#clear-flags").addEventListener("click", () => {
-      for (const {s, node} of cards) if (flags[s.id]) setFlagged(node, s, false);
+      for (const {s, node} of cards) if (flags[s.fid]) setFlagged(node, s, false);
       applyFilters();
     });
-    $("#flag-count").textContent = Object.keys(flags).filter((id) => cards.some((c) => c.s.id === id)).length + " flagged";
+    $("#flag-count").textContent = Object.keys(flags).filter((id) => cards.some((c) => c.s.fid === id)).length + " flagged";
     applyFilters();
     document.body.dataset.ready = "1";
   }
