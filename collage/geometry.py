@@ -154,7 +154,7 @@ def place(rng: np.random.Generator, sprite_hw: tuple[int, int], long_side: float
         x0, y0, x1, y1 = cx - half_x, cy - half_y, cx + half_x, cy + half_y
         near = [i for i, b in enumerate(bounds) if x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1]
         matrix = similarity(scale, angle, (cx, cy), pivot)
-        corners = apply(matrix, sprite_rectangle(sprite_hw))
+        corners = sprite_corners(sprite_hw, matrix)
         area = scale * scale * w * h  # a similarity scales areas by scale²
         if near and placed.overlap(corners, area, near) > max_overlap:
             continue

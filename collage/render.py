@@ -225,10 +225,12 @@ class Warps:
             warped = self.get(source, width, height)
             if warped is not None:
                 x0, y0, crop = warped
-                h, w = crop.shape[:2]
-                whole = layer_box(source.sprite.rgba.shape[:2], source.matrix) == (x0, y0, x0 + w, y0 + h)
-                if whole and 0 <= x0 + dx and x0 + dx + w <= width and 0 <= y0 + dy and y0 + dy + h <= height:
-                    return x0 + dx, y0 + dy, crop
+                box = (x0 + dx, y0 + dy, x0 + dx + crop.shape[1], y0 + dy + crop.shape[0])
+                # the layer's own box is the source's moved (so neither is clipped, and the shift is its
+                # matrix's), and it lies on the canvas
+                if layer_box(layer.sprite.rgba.shape[:2], layer.matrix) == box and 0 <= box[0] and 0 <= box[1] \
+                        and box[2] <= width and box[3] <= height:
+                    return box[0], box[1], crop
         return warp_layer(layer.sprite.rgba, layer.matrix, width, height)
 
 
@@ -246,11 +248,9 @@ def render(scene: Scene, base: Rendered | None = None, start: int = 0, consume_b
     else:
         rgb = scene.background if consume_base else scene.background.copy()
         crops, boxes, start = [], [], 0
+    warps = warps if warps is not None else Warps()
     for layer in scene.layers[start:]:
-        if warps is None:
-            warped = warp_layer(layer.sprite.rgba, layer.matrix, width, height)
-        else:
-            warped = warps.get(layer, width, height)
+        warped = warps.get(layer, width, height)
         if warped is None:
             crops.append(None)
             boxes.append(None)

@@ -146,13 +146,13 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
         raise Reject("the dragged object would leave the canvas")
 
     target_scene = Scene(scene.background, list(scene.layers))
-    target_scene.layers[moved_index] = moved = Layer(layer.sprite, moved_matrix)
+    target_scene.layers[moved_index] = moved_layer = Layer(layer.sprite, moved_matrix)
     # The layers under the moved one are drawn once, for both images, into the background itself (this
     # scene's own); the layers above are warped once for both, and a translated object is warped once.
     under = render(Scene(scene.background, scene.layers[:moved_index]), consume_base=True)
     warps = Warps()
     if cfg.op == "translate":
-        warps.shifted(moved, layer, int(transform["tx"]), int(transform["ty"]))
+        warps.shifted(moved_layer, layer, int(transform["tx"]), int(transform["ty"]))
     tgt = render(target_scene, under, moved_index, warps=warps)
     src = render(scene, under, moved_index, consume_base=True, warps=warps)
     require_visible(src, 0.4)
@@ -160,21 +160,18 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     require_visible(tgt, 0.4, layers=range(moved_index + 1))
 
     # Every pixel the object can have changed: its coverage before or after, unless hidden by layers above.
-    # Worked box by box with OpenCV's saturating max/min: whole-canvas passes or numpy boolean assignment
-    # cost several times more.
+    # (Every layer is on the canvas: require_visible saw it.) Worked box by box with OpenCV's saturating
+    # max/min: whole-canvas passes or numpy boolean assignment cost several times more. The mask cannot be
+    # empty: the object's visible pixels have nothing opaque above them.
     mask = np.zeros((height, width), np.uint8)
     for rendered in (src, tgt):
-        if rendered.boxes[moved_index] is not None:
-            x0, y0, x1, y1 = rendered.boxes[moved_index]
-            region = mask[y0:y1, x0:x1]
-            cv2.max(region, cv2.threshold(rendered.crops[moved_index], 0, 255, cv2.THRESH_BINARY)[1], dst=region)
-    for above in range(moved_index + 1, len(src.boxes)):
-        if src.boxes[above] is not None:  # fully opaque pixels of a layer above hide any change
-            x0, y0, x1, y1 = src.boxes[above]
-            region = mask[y0:y1, x0:x1]
-            cv2.min(region, cv2.threshold(src.crops[above], 254, 255, cv2.THRESH_BINARY_INV)[1], dst=region)
-    if not cv2.hasNonZero(mask):
-        raise Reject("nothing changed")
+        x0, y0, x1, y1 = rendered.boxes[moved_index]
+        region = mask[y0:y1, x0:x1]
+        cv2.max(region, cv2.threshold(rendered.crops[moved_index], 0, 255, cv2.THRESH_BINARY)[1], dst=region)
+    for above in range(moved_index + 1, len(src.boxes)):  # fully opaque pixels of a layer above hide any change
+        x0, y0, x1, y1 = src.boxes[above]
+        region = mask[y0:y1, x0:x1]
+        cv2.min(region, cv2.threshold(src.crops[above], 254, 255, cv2.THRESH_BINARY_INV)[1], dst=region)
 
     long_side = max(sprite_hw) * math.hypot(*layer.matrix[:, 0].tolist())
     pixels = pick_points(rng, src, tgt, moved_index, transform["matrix"], int(rng.integers(1, 6)),
