@@ -20,24 +20,12 @@ from collage.api import generate_run
 from collage.gallery import build_gallery
 
 REPO = Path(__file__).resolve().parents[1]
-MIX = """name: mix
-tasks:
-  - {task: t2i, weight: 12}
-  - {task: inpaint, weight: 12}
-  - {task: edit, weight: 12}
-  - {task: drag, weight: 12}
-  - {task: reference, weight: 12}
-  - {task: segdet, weight: 8}
-"""
 
 
 def make_run(run: Path, samples: int, shard_size: int, size: int) -> None:
     if (run / "sizes.json").exists() and sum(json.loads((run / "sizes.json").read_text()).values()) == samples:
         return
     pipeline = REPO / "pipelines" / "dreamomni.yaml"
-    if not pipeline.exists():
-        pipeline = run.parent / "mix.yaml"
-        pipeline.write_text(MIX)
     started = time.perf_counter()
     summary = generate_run(str(run), pipeline=str(pipeline), n=samples, seed=0, size=size, shard_size=shard_size,
                            aspect_ratios="all", backend="local")

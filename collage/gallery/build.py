@@ -119,7 +119,7 @@ def notes(meta: dict) -> list[str]:
     return out
 
 
-def _record(index: int, picked: Picked, images: dict[str, str], runs: list[RunInfo]) -> dict:
+def _record(index: int, picked: Picked, images: dict[str, str]) -> dict:
     meta = picked.meta
     arrows, boxes, legend, legend_title = overlays(meta)
     stem = f"s{index:06d}"
@@ -226,7 +226,7 @@ def build_gallery(sources: list[str] | str, out: str | Path, n: int = 200, seed:
         index, sample = item
         images = make_thumbnails(sample.images, thumbs, f"s{index:06d}", thumb_size)
         (out / "json" / f"s{index:06d}.json").write_text(json.dumps(sample.meta, indent=1, ensure_ascii=False))
-        return _record(index, sample, images, runs)
+        return _record(index, sample, images)
 
     # cv2 decodes, resizes and encodes without the GIL, so threads use every core.
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:

@@ -59,14 +59,11 @@ def make_thumbnails(images: dict[str, bytes], folder: Path, stem: str, long_side
     target with the mask tinted. Returns {panel: file name} for the panels written."""
     decoded = {name: decode(data) for name, data in images.items() if name in ("src", "tgt", "mask", "cond")}
     written: dict[str, str] = {}
-    for name in ("src", "tgt", "cond"):
-        image = decoded.get(name)
-        if image is not None:
-            written[name] = f"{stem}.{name}.jpg"
-            write_jpeg(folder / written[name], fit(image, long_side))
-    target, mask = decoded.get("tgt"), decoded.get("mask")
-    if target is not None and mask is not None:
+    fitted = {name: fit(decoded[name], long_side) for name in ("src", "tgt", "cond") if decoded.get(name) is not None}
+    for name, small in fitted.items():
+        written[name] = f"{stem}.{name}.jpg"
+        write_jpeg(folder / written[name], small)
+    if "tgt" in fitted and decoded.get("mask") is not None:  # the mask shown tinted over the fitted target
         written["mask"] = f"{stem}.mask.jpg"
-        small = fit(target, long_side)
-        write_jpeg(folder / written["mask"], tint(small, mask))
+        write_jpeg(folder / written["mask"], tint(fitted["tgt"], decoded["mask"]))
     return written
