@@ -7,7 +7,6 @@ compositing `out = fg + bg·(1 − a)` gives clean edges with no dark fringes.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -42,34 +41,11 @@ class Scene:
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
 
 
-class FullAlphas(Sequence):
-    """Per-layer full-canvas alpha maps, made on first access from the crops (most labels never need them)."""
-
-    def __init__(self, crops: list[np.ndarray | None], boxes: list[Box | None], shape: tuple[int, int]):
-        self._crops, self._boxes, self._shape, self._made = crops, boxes, shape, {}
-
-    def __len__(self) -> int:
-        return len(self._crops)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        i = range(len(self))[i]
-        if i not in self._made:
-            full = np.zeros(self._shape, np.uint8)
-            if self._boxes[i] is not None:
-                x0, y0, x1, y1 = self._boxes[i]
-                full[y0:y1, x0:x1] = self._crops[i]
-            full.setflags(write=False)
-            self._made[i] = full
-        return self._made[i]
-
-
 @dataclass
 class Rendered:
     """The image plus each layer's warped alpha: `crops[i]` covers `boxes[i]` (None: off the canvas).
 
-    `alphas[i]` gives the same as a full-canvas (H, W) uint8 map. The mask queries below work inside the
+    `alpha_window` gives a layer's alpha over any canvas window. The mask queries below work inside the
     layers' boxes only, which is most of what makes them cheap.
     """
 
@@ -77,12 +53,6 @@ class Rendered:
     crops: list[np.ndarray | None]  # per layer, bottom to top: alpha over its box
     boxes: list[Box | None]
     _cache: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def alphas(self) -> FullAlphas:
-        if "alphas" not in self._cache:
-            self._cache["alphas"] = FullAlphas(self.crops, self.boxes, self.rgb.shape[:2])
-        return self._cache["alphas"]
 
     def _cached(self, key, make):
         if key not in self._cache:  # labels ask for the same masks several times per sample
@@ -103,6 +73,19 @@ class Rendered:
                 above = self.crops[j][iy0 - other[1]:iy1 - other[1], ix0 - other[0]:ix1 - other[0]]
                 sub[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] &= above_ok(above)
         return sub
+
+    def alpha_window(self, i: int, window: tuple[slice, slice]) -> np.ndarray:
+        """Layer i's alpha over a canvas window (rows, cols slices), 0 where the layer is absent."""
+        rows, cols = window
+        out = np.zeros((rows.stop - rows.start, cols.stop - cols.start), np.uint8)
+        box = self.boxes[i]
+        if box is not None:
+            x0, y0 = max(box[0], cols.start), max(box[1], rows.start)
+            x1, y1 = min(box[2], cols.stop), min(box[3], rows.stop)
+            if x1 > x0 and y1 > y0:
+                out[y0 - rows.start:y1 - rows.start, x0 - cols.start:x1 - cols.start] = \
+                    self.crops[i][y0 - box[1]:y1 - box[1], x0 - box[0]:x1 - box[0]]
+        return out
 
     def covered_crop(self, i: int) -> np.ndarray | None:
         """Bool over boxes[i] (None: off-canvas), read-only: layer i's own alpha reaches VISIBLE_ALPHA, hidden

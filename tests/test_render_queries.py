@@ -68,3 +68,30 @@ def test_shifted_layers_reuse_the_warp_and_match_a_fresh_render():
         assert np.abs(shared.rgb.astype(int) - fresh.rgb).max() <= 1
         assert shared.boxes == fresh.boxes
         assert (warps.get(moved, 160, 120)[2] is warps.get(source, 160, 120)[2]) == reused
+
+
+def test_alpha_window_is_the_full_canvas_alpha_cut_to_the_window():
+    """Rendered.alpha_window against pasting each layer's crop into a zero canvas and slicing it."""
+    from collage.render import Rendered
+
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(5, 40, 2))
+        crops, boxes = [], []
+        for _ in range(3):
+            if rng.random() < 0.2:
+                crops.append(None)
+                boxes.append(None)
+                continue
+            x0, y0 = int(rng.integers(0, w - 1)), int(rng.integers(0, h - 1))
+            x1, y1 = int(rng.integers(x0 + 1, w + 1)), int(rng.integers(y0 + 1, h + 1))
+            crops.append(rng.integers(0, 256, (y1 - y0, x1 - x0), dtype=np.uint8))
+            boxes.append((x0, y0, x1, y1))
+        rendered = Rendered(np.zeros((h, w, 3), np.uint8), crops, boxes)
+        wx0, wy0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        window = slice(wy0, int(rng.integers(wy0 + 1, h + 1))), slice(wx0, int(rng.integers(wx0 + 1, w + 1)))
+        for i, (crop, box) in enumerate(zip(crops, boxes)):
+            full = np.zeros((h, w), np.uint8)
+            if box is not None:
+                full[box[1]:box[3], box[0]:box[2]] = crop
+            assert np.array_equal(rendered.alpha_window(i, window), full[window])

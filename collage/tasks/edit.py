@@ -1,8 +1,8 @@
 """edit: add, remove or replace one named object of a collage.
 
 `add`: the source lacks the object, the target has it; by default on a blank (white) canvas, as in the
-DreamOmni paper, so the model learns to add an object rather than to paste one onto a photo; set
-COLLAGE_EDIT_ADD_BACKGROUND=scene (real and procedural backgrounds) or =mixed (half each) to change it.
+DreamOmni paper, so the model learns to add an object rather than to paste one onto a photo;
+`--option add_background=scene` (real and procedural backgrounds) or `=mixed` (half each) changes it.
 `remove`: the source has the object, the target is the same scene without it (the background and the
 other objects as they are behind it). `replace`: another object of a different name takes its place:
 same centre, same angle, same long side.
@@ -21,7 +21,7 @@ import numpy as np
 from ..assets import AssetLibrary
 from ..errors import Reject
 from ..geometry import inside, sprite_bounds, sprite_matrix
-from ..render import Layer, Scene, render
+from ..render import Layer, Scene, Warps, render
 from ..sample import Sample
 from . import GenConfig, register
 from .common import random_collage, require_visible
@@ -81,14 +81,18 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     index = int(rng.integers(len(scene.layers)))
     layer = scene.layers[index]
 
-    with_object = render(scene)
     if cfg.op == "replace":
         new_layer = replacement_layer(rng, assets, layer, {l.name for l in scene.layers}, width, height)
         other_scene = Scene(scene.background, list(scene.layers))
         other_scene.layers[index] = new_layer
     else:
         other_scene = Scene(scene.background, scene.layers[:index] + scene.layers[index + 1:])
-    other = render(other_scene)
+    # Both scenes share the layers under `index` (drawn once, into the background itself) and the Layer
+    # objects above it (warped once).
+    under = render(Scene(scene.background, scene.layers[:index]), consume_base=True)
+    warps = Warps()
+    with_object = render(scene, under, index, warps=warps)
+    other = render(other_scene, under, index, consume_base=True, warps=warps)
     require_visible(with_object, MIN_VISIBLE)
     require_visible(other, MIN_VISIBLE)
 

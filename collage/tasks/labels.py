@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..render import VISIBLE_ALPHA, Layer, Rendered, Scene
+from ..render import Layer, Rendered, Scene
 from .common import objects_json
 
 VOWELS = "aeiou"
@@ -66,6 +66,8 @@ def object_entry(index: int, layer: Layer, rendered: Rendered) -> dict:
 def top_layer_index(rendered: Rendered) -> np.ndarray:
     """int16 (H, W): index of the layer each pixel shows (the `visible` rule), −1 for the background."""
     index = np.full(rendered.rgb.shape[:2], -1, np.int16)
-    for i, alpha in enumerate(rendered.alphas):
-        index[alpha >= VISIBLE_ALPHA] = i  # later (higher) layers overwrite: the topmost one wins
+    for i, box in enumerate(rendered.boxes):
+        if box is not None:  # later (higher) layers overwrite: the topmost one wins
+            x0, y0, x1, y1 = box
+            index[y0:y1, x0:x1][rendered.covered_crop(i)] = i
     return index

@@ -4,7 +4,7 @@ All condition maps are computed from the target's own pixels or its exact layers
 - canny: `cv2.Canny` of the target's grey image with the thresholds the json states.
 - depth: for a collage, exact layered depth from z-order (L, 255 = near): each pixel takes the level of
   the layer it shows (the renderer's `visible` rule), the background is 0. For a photo, when a
-  transformers depth-estimation model is configured (COLLAGE_DEPTH_MODEL=/local/path, never downloaded),
+  transformers depth-estimation model is configured (`--option depth_model=/local/path`, never downloaded),
   PHOTO_DEPTH_SHARE of depth samples are background photos with the model's relative depth.
 - seg: each object's visible pixels painted in its own palette colour, the background black; the
   json's legend maps every colour to its object.

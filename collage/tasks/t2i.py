@@ -53,7 +53,7 @@ from shapely.geometry import Polygon, box
 from ..assets import AssetLibrary
 from ..assets.sources import resolve_path
 from ..errors import Reject
-from ..geometry import Footprints, footprint, place, sprite_matrix
+from ..geometry import Footprints, footprint, place, sprite_bounds, sprite_matrix
 from ..palette import NAMES, PALETTE, contrasting
 from ..render import Layer, Scene, mask_bbox, render, warp_layer
 from ..sample import Sample
@@ -473,8 +473,8 @@ def place_overlapping(rng: np.random.Generator, sprite, under: Layer, width: int
 
 def shared_window(upper: Layer, lower: Layer, width: int, height: int) -> tuple[slice, slice] | None:
     """The canvas window where two layers' footprints overlap (a little padded), or None."""
-    ux0, uy0, ux1, uy1 = footprint(upper.sprite.rgba.shape[:2], upper.matrix).bounds
-    lx0, ly0, lx1, ly1 = footprint(lower.sprite.rgba.shape[:2], lower.matrix).bounds
+    ux0, uy0, ux1, uy1 = sprite_bounds(upper.sprite.rgba.shape[:2], upper.matrix)
+    lx0, ly0, lx1, ly1 = sprite_bounds(lower.sprite.rgba.shape[:2], lower.matrix)
     x0, y0 = max(int(max(ux0, lx0)) - 2, 0), max(int(max(uy0, ly0)) - 2, 0)
     x1, y1 = min(int(min(ux1, lx1)) + 3, width), min(int(min(uy1, ly1)) + 3, height)
     if x1 <= x0 or y1 <= y0:
@@ -510,14 +510,14 @@ def sticker_relations(rendered, layers: list[Layer], objects: list[dict], width:
                 found.append("next to")
             if i > j and (window := shared_window(layers[i], layers[j], width, height)) is not None:
                 # layer i is drawn over layer j and their footprints meet: compare silhouettes there
-                top, under = rendered.alphas[i][window], rendered.alphas[j][window]
+                top, under = rendered.alpha_window(i, window), rendered.alpha_window(j, window)
                 strictly_within = a[0] > b[0] and a[1] > b[1] and a[2] < b[2] and a[3] < b[3]
                 if strictly_within and np.all(under[top > 0] >= 128) and \
-                        np.count_nonzero(top) == np.count_nonzero(rendered.alphas[i]):
+                        np.count_nonzero(top) == np.count_nonzero(rendered.crops[i]):
                     found.append("inside")
                 else:
                     shared = int(np.count_nonzero((top >= 128) & (under >= 128)))
-                    if shared >= max(64, 0.05 * np.count_nonzero(rendered.alphas[j] >= 128)):
+                    if shared >= max(64, 0.05 * rendered.coverage(j)):
                         found.append("on top of")
             if found:
                 out[(i, j)] = found
@@ -529,11 +529,10 @@ def stands_out(rendered, background: np.ndarray, i: int, bbox: list[int], min_fr
 
     A black note on a black photo region is not something a prompt may say is there.
     """
-    x0, y0, x1, y1 = bbox
+    x0, y0, x1, y1 = bbox  # the box of layer i's visible pixels: inside its render box
     window = slice(y0, y1), slice(x0, x1)
-    seen = rendered.alphas[i][window] >= 128
-    for above in rendered.alphas[i + 1:]:
-        seen &= above[window] < 128
+    bx0, by0 = rendered.boxes[i][:2]
+    seen = rendered.visible_crop(i)[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
     alike = cv2.inRange(cv2.absdiff(rendered.rgb[window], background[window]), (0, 0, 0), (COLOUR_TOL,) * 3)
     return np.count_nonzero(alike[seen] == 0) >= min_fraction * max(np.count_nonzero(seen), 1)
 
