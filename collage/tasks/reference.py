@@ -189,9 +189,11 @@ def subject_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfi
     companions = []
     for _ in range(int(rng.integers(0, 3))):
         sprite = assets.random_sprite(rng, exclude_names=taken)
+        if sprite.name in taken:  # before placing: place() keeps the footprint of what it places
+            continue
         place_matrix = place(rng, sprite.rgba.shape[:2], rng.uniform(0.18, 0.4) * min(width, height), width, height,
                              placed, 0.1, angle_range=10.0)
-        if sprite.name in taken or place_matrix is None:
+        if place_matrix is None:
             continue
         taken.add(sprite.name)
         companions.append(Layer(sprite, place_matrix))
