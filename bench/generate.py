@@ -21,7 +21,7 @@ from collage.api import make_config
 from collage.sample import encode_members
 from collage.storage import Storage
 from collage.tasks import TASKS
-from collage.worker import draw_sample, library, make_sample
+from collage.worker import draw_sample, library, make_shard, tune_worker_process
 from collage.writer import ShardWriter
 
 
@@ -31,17 +31,11 @@ def bench_config(task: str, size: int, count: int, op: str | None):
 
 
 def composed_rate(task: str, size: int, count: int, op: str | None = None) -> float:
-    """Samples/s of the full path on this core: draw, compose, encode, write a shard."""
+    """Samples/s of the full path on this core: `make_shard` itself (draw, compose, encode, write, commit)."""
     cfg = bench_config(task, size, count, op)
-    assets = library(None)
-    counters = {"rejects": 0, "failures": 0}
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        with ShardWriter(Storage(out), cfg.name, 0) as writer:
-            for i in range(count):
-                members, meta = make_sample(cfg, assets, 0, i, counters)
-                writer.write(f"b-000000-{i:06d}", members, {"task": task})
-            writer.commit({})
+        make_shard(cfg, 0, out)
         return count / (time.perf_counter() - started)
 
 
@@ -94,6 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     tasks = sorted(TASKS) if args.tasks == "all" else args.tasks.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
+    tune_worker_process()  # as a worker: one OpenCV thread, freed canvases kept
     library(None)  # decode assets before timing
     print(f"{'task/op':<20}{'size':>6}{'samples/s/core':>16}{'encode-only':>13}{'ratio':>7}")
     for task in tasks:

@@ -19,6 +19,8 @@ def make_config(task: str | None = None, n: int = 1000, seed: int = 0, size: int
     if (task is None) == (pipeline is None):
         raise UserError("give exactly one of --task or --pipeline")
     if pipeline:
+        if ops:
+            raise UserError("--ops goes with --task; a pipeline names its ops in its yaml")
         if options:
             raise UserError("--option goes with --task; a pipeline sets options per task in its yaml")
         name, mix, data = load_pipeline(pipeline)

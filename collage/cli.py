@@ -57,8 +57,6 @@ def generate(task, pipeline, n, out, seed, size, aspect_ratios, ops, options, sh
     from .config import validate
     from .runner import estimate_bytes_per_sample, plan_text, run
 
-    if ops and pipeline:
-        raise UserError("--ops goes with --task; a pipeline names its ops in its yaml")
     cfg = make_config(task, n, seed, size, ops, shard_size, image_format, pipeline, aspect_ratios, manifest_dir,
                       list(options))
     validate(cfg)

@@ -53,7 +53,7 @@ class RunConfig:
     def from_json(cls, data: dict) -> "RunConfig":
         data = dict(data)
         data["mix"] = tuple(MixEntry(m["task"], tuple(m["ops"]), float(m["weight"]),
-                                     tuple(sorted((m.get("options") or {}).items()))) for m in data["mix"])
+                                     parse_options(m.get("options"))) for m in data["mix"])
         return cls(**data)
 
     def identity(self) -> dict:

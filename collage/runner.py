@@ -60,11 +60,6 @@ def prepare_out(storage: Storage, cfg: RunConfig, force: bool) -> None:
         storage.makedirs()
     except OSError as exc:
         raise UserError(f"--out {storage.url}: cannot use it as a run folder ({exc.strerror}); pass a writable folder path") from None
-    if not storage.exists("run.json") and not force:
-        strangers = [n for n in storage.names() if not n.startswith(".")]
-        if strangers:
-            raise UserError(f"--out {storage.url} is a non-empty folder that is not a collage run (it holds "
-                            f"{strangers[0]!r}…); pick a new or empty folder, or --force to write there anyway")
     if storage.exists("run.json"):
         try:
             old = RunConfig.from_json(json.loads(storage.read_bytes("run.json"))).identity()
@@ -78,6 +73,11 @@ def prepare_out(storage: Storage, cfg: RunConfig, force: bool) -> None:
             for name in storage.names():
                 if name.endswith((".tar", ".parquet", ".stats.json")) or name in ("sizes.json", "run.json"):
                     storage.remove(name)
+    elif not force:
+        strangers = [n for n in storage.names() if not n.startswith(".")]
+        if strangers:
+            raise UserError(f"--out {storage.url} is a non-empty folder that is not a collage run (it holds "
+                            f"{strangers[0]!r}…); pick a new or empty folder, or --force to write there anyway")
     storage.clean_stale_temporaries()
     storage.write_bytes("run.json", json.dumps(cfg.to_json(), indent=1).encode())
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from .assets import AssetLibrary
-from .config import MixEntry, RunConfig, aspect_buckets
+from .config import ASPECT_BUCKETS, MixEntry, RunConfig, aspect_buckets
 from .errors import Reject
 from .sample import Sample, encode_members
 from .storage import Storage
@@ -30,10 +30,15 @@ MAX_ATTEMPTS = 64  # redraws per sample before the shard is declared broken
 
 @lru_cache(maxsize=2)
 def library(manifest_dir: str | None) -> AssetLibrary:
-    """One library per worker process (the pixel cache is shared by memory map)."""
+    """One library per process (the pixel cache is shared by memory map)."""
+    return AssetLibrary(manifest_dir, warn=False)
+
+
+@lru_cache(maxsize=1)
+def tune_worker_process() -> None:
+    """Process-wide settings for a process that makes shards (not for a driver that only plans them)."""
     cv2.setNumThreads(1)  # a worker is one core: OpenCV's own threads would fight the other workers
     keep_freed_memory()
-    return AssetLibrary(manifest_dir, warn=False)
 
 
 def keep_freed_memory() -> None:
@@ -62,20 +67,25 @@ def sample_seed(run_seed: int, shard: int, index: int, attempt: int) -> int:
     return _key_hash(run_seed, shard, index, attempt) >> 1
 
 
+@lru_cache(maxsize=16)
+def _cumulative_weights(mix: tuple[MixEntry, ...]) -> list[float]:
+    return list(itertools.accumulate(m.weight for m in mix))
+
+
 def choose(cfg: RunConfig, shard: int, index: int) -> tuple[MixEntry, str, int, int, int]:
     """(mix entry, op, width, height, bucket) of a sample, from its own hash so redraws keep the mix."""
     bits = _key_hash(cfg.seed, shard, index, 2**32)
     # three independent uniforms in [0, 1) from 21 bits each: plenty for picking among a few choices
     u_entry, u_op, u_bucket = ((bits >> shift & 0x1FFFFF) / 0x200000 for shift in (0, 21, 42))
-    weights = [m.weight for m in cfg.mix]
-    entry = cfg.mix[min(bisect.bisect(list(itertools.accumulate(weights)), u_entry * sum(weights)), len(weights) - 1)]
+    cumulative = _cumulative_weights(cfg.mix)
+    entry = cfg.mix[min(bisect.bisect(cumulative, u_entry * cumulative[-1]), len(cumulative) - 1)]
     op = entry.ops[int(u_op * len(entry.ops))]
     if cfg.aspect_ratios == "all":
         buckets = aspect_buckets(cfg.size)
         bucket = int(u_bucket * len(buckets))
         width, height = buckets[bucket]
     else:
-        bucket, width, height = len(aspect_buckets(cfg.size)) // 2, cfg.size, cfg.size
+        bucket, width, height = ASPECT_BUCKETS // 2, cfg.size, cfg.size  # the middle bucket is the square
     return entry, op, width, height, bucket
 
 
@@ -112,6 +122,7 @@ def make_sample(cfg: RunConfig, assets: AssetLibrary, shard: int, index: int,
 
 def make_shard(cfg: RunConfig, shard: int, out: str, manifest_dir: str | None = None) -> dict:
     """Generate, write and commit shard `shard`; returns its stats. Pure in (cfg, shard): reruns give the same tar."""
+    tune_worker_process()
     assets = library(manifest_dir)
     storage = Storage(out)
     counters = {"rejects": 0, "failures": 0}

@@ -106,8 +106,10 @@ def test_mask_covers_exactly_what_changed(png_run):
         assert not (changed & ~mask).any(), "a pixel changed outside the mask"
         changed_share.append(changed[mask].mean())
     # The mask is the object's region before and after, not a loose box: much of it really changed (where
-    # the object overlaps itself, flat colours can stay the same).
-    assert np.median(changed_share) > 0.5 and np.percentile(changed_share, 5) > 0.15, np.percentile(changed_share, [0, 5, 50])
+    # the object overlaps itself, flat colours can stay the same: a flat object scaled about its centre
+    # changes only a ring, ~8 % of its mask in this run).
+    assert np.median(changed_share) > 0.5 and np.percentile(changed_share, 5) > 0.15 and min(changed_share) > 0.05, \
+        np.percentile(changed_share, [0, 5, 50])
 
 
 def test_objects_are_visible_and_inside(png_run):

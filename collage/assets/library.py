@@ -234,7 +234,10 @@ class AssetLibrary:
         """RGB (height, width, 3): a random window of the photo at one of PHOTO_ZOOMS, mirrored half the time,
         brightness-jittered. Scaled photos are kept per canvas size, so a sample costs a copy, not a resize."""
         zoom = PHOTO_ZOOMS[int(rng.integers(len(PHOTO_ZOOMS)))]
-        return crop_photo(rng, self._scaled_photo(asset_id, width, height, zoom), width, height)
+        # Only square canvases go through the LRU: an aspect-bucket run spreads its photos over 31 canvas
+        # sizes, where the LRU would almost never hit and only hold memory.
+        scale = self._scaled_photo if width == height else self._scale_photo
+        return crop_photo(rng, scale(asset_id, width, height, zoom), width, height)
 
     def _scale_photo(self, asset_id: str, width: int, height: int, zoom: float) -> np.ndarray:
         return scale_photo(self.cache.get(asset_id), width, height, zoom)
