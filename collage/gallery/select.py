@@ -161,7 +161,7 @@ def pick_samples(shards: list[tuple[Path, int]], runs: list[RunInfo], n: int, se
     order = rng.permutation(len(shards))
     cap = max(1, math.ceil(n / max(1, len(shards))))
     picked: list[Picked] = []
-    leftovers: list[tuple[int, list[str]]] = []
+    leftovers: list[tuple[int, list[tuple[str, dict[str, tarfile.TarInfo]]]]] = []  # (shard, [(key, members)])
     for index in order:
         if len(picked) >= n:
             break
@@ -182,7 +182,7 @@ def pick_samples(shards: list[tuple[Path, int]], runs: list[RunInfo], n: int, se
             for i in sorted(chosen):
                 key = matching[i]
                 picked.append(_read_sample(tar, key, members[key], tar_path, run))
-            rest = [key for i, key in enumerate(matching) if i not in chosen]
+            rest = [(key, members[key]) for i, key in enumerate(matching) if i not in chosen]
             if rest:
                 leftovers.append((int(index), rest))
     for index, rest in leftovers:  # a second pass only when filters left the first one short
@@ -191,9 +191,9 @@ def pick_samples(shards: list[tuple[Path, int]], runs: list[RunInfo], n: int, se
         tar_path, run = shards[index]
         take = min(n - len(picked), len(rest))
         chosen = sorted(rng.choice(len(rest), size=take, replace=False).tolist())
-        with tarfile.open(tar_path, "r:") as tar:
-            members = _members_by_key(tar)
+        with tarfile.open(tar_path, "r:") as tar:  # the first pass's member headers locate the bytes again
             for i in chosen:
-                picked.append(_read_sample(tar, rest[i], members[rest[i]], tar_path, run))
+                key, parts = rest[i]
+                picked.append(_read_sample(tar, key, parts, tar_path, run))
     picked.sort(key=lambda p: (p.run, p.key))
     return picked
