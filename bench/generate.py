@@ -7,6 +7,7 @@ workers, and the peak memory of a worker.
 
     python bench/generate.py                       # drag at 256/512/1024, Ray scaling at 512
     python bench/generate.py --tasks all --sizes 512 --no-ray
+    python bench/generate.py --manifest-dir MY_ASSETS     # with another asset set
 """
 
 from __future__ import annotations
@@ -25,25 +26,26 @@ from collage.worker import draw_sample, library, make_shard, tune_worker_process
 from collage.writer import ShardWriter
 
 
-def bench_config(task: str, size: int, count: int, op: str | None):
+def bench_config(task: str, size: int, count: int, op: str | None, manifest_dir: str | None = None):
     """One shard of `count` samples of `task` (one op, or all)."""
-    return make_config(task=task, n=count, size=size, shard_size=count, ops=[op] if op else None)
+    return make_config(task=task, n=count, size=size, shard_size=count, ops=[op] if op else None,
+                       manifest_dir=manifest_dir)
 
 
-def composed_rate(task: str, size: int, count: int, op: str | None = None) -> float:
+def composed_rate(task: str, size: int, count: int, op: str | None = None, manifest_dir: str | None = None) -> float:
     """Samples/s of the full path on this core: `make_shard` itself (draw, compose, encode, write, commit)."""
-    cfg = bench_config(task, size, count, op)
+    cfg = bench_config(task, size, count, op, manifest_dir)
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        make_shard(cfg, 0, out)
+        make_shard(cfg, 0, out, manifest_dir)
         return count / (time.perf_counter() - started)
 
 
-def drawn_samples(task: str, size: int, count: int, op: str | None = None) -> list:
+def drawn_samples(task: str, size: int, count: int, op: str | None = None, manifest_dir: str | None = None) -> list:
     """The very samples `composed_rate` makes, composed and kept in memory for the encode-only bound."""
-    cfg = bench_config(task, size, count, op)
+    cfg = bench_config(task, size, count, op, manifest_dir)
     counters = {"rejects": 0, "failures": 0}
-    return [draw_sample(cfg, library(None), 0, i, counters) for i in range(count)]
+    return [draw_sample(cfg, library(manifest_dir), 0, i, counters) for i in range(count)]
 
 
 def encode_only_rate(samples: list, fmt: str = "jpg") -> float:
@@ -57,7 +59,7 @@ def encode_only_rate(samples: list, fmt: str = "jpg") -> float:
         return len(samples) / (time.perf_counter() - started)
 
 
-def ray_rate(task: str, size: int, n: int, workers: int) -> tuple[float, float]:
+def ray_rate(task: str, size: int, n: int, workers: int, manifest_dir: str | None = None) -> tuple[float, float]:
     """Steady-state samples/s on a local Ray instance of `workers` CPUs (worker start-up and the asset-library
     load happen in a warm-up run first), and the workers' peak RSS in MB."""
     import json
@@ -66,11 +68,11 @@ def ray_rate(task: str, size: int, n: int, workers: int) -> tuple[float, float]:
 
     with ray_session(workers, None):
         with tempfile.TemporaryDirectory() as warm:
-            run(make_config(task=task, n=4 * workers, size=size, shard_size=2), warm, backend="ray", workers=workers,
-                progress=False)
+            run(make_config(task=task, n=4 * workers, size=size, shard_size=2, manifest_dir=manifest_dir), warm,
+                backend="ray", workers=workers, manifest_dir=manifest_dir, progress=False)
         with tempfile.TemporaryDirectory() as out:
-            cfg = make_config(task=task, n=n, size=size, shard_size=max(50, n // (4 * workers)))
-            summary = run(cfg, out, backend="ray", workers=workers, progress=False)
+            cfg = make_config(task=task, n=n, size=size, shard_size=max(50, n // (4 * workers)), manifest_dir=manifest_dir)
+            summary = run(cfg, out, backend="ray", workers=workers, manifest_dir=manifest_dir, progress=False)
             rss = max(json.loads(open(os.path.join(out, f)).read())["peak_rss_mb"]
                       for f in os.listdir(out) if f.endswith(".stats.json"))
     return summary.samples / summary.seconds, rss
@@ -85,28 +87,29 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--per-op", action="store_true", help="one row per op instead of per task")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many timings (this VM's speed varies)")
+    parser.add_argument("--manifest-dir", default=None, help="asset manifests to draw from (default: the built-in set)")
     args = parser.parse_args()
     tasks = sorted(TASKS) if args.tasks == "all" else args.tasks.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
     tune_worker_process()  # as a worker: one OpenCV thread, freed canvases kept
-    library(None)  # decode assets before timing
+    library(args.manifest_dir)  # decode assets before timing
     print(f"{'task/op':<20}{'size':>6}{'samples/s/core':>16}{'encode-only':>13}{'ratio':>7}")
     for task in tasks:
         for op in (TASKS[task].ops if args.per_op else [None]):
             for size in sizes:
                 count = max(30, args.count * 512 * 512 // (size * size))
-                samples = drawn_samples(task, size, count, op)  # also the warm-up: every asset used is touched
+                samples = drawn_samples(task, size, count, op, args.manifest_dir)  # also the warm-up: every asset used is touched
                 # Each repeat times the full path and the bound back to back, so both see the same machine
                 # (this VM's speed drifts by tens of percent); the ratio is the median of the pairs.
-                pairs = [(composed_rate(task, size, count, op), encode_only_rate(samples)) for _ in range(args.repeat)]
+                pairs = [(composed_rate(task, size, count, op, args.manifest_dir), encode_only_rate(samples)) for _ in range(args.repeat)]
                 rate, bound = max(p[0] for p in pairs), max(p[1] for p in pairs)
                 ratio = statistics.median(p[0] / p[1] for p in pairs)
                 label = f"{task}/{op}" if op else task
                 print(f"{label:<20}{size:>6}{rate:>16.1f}{bound:>13.1f}{ratio:>7.2f}", flush=True)
     if not args.no_ray:
         size = 512 if 512 in sizes else sizes[0]
-        one, rss1 = ray_rate(tasks[0], size, args.ray_n, 1)
-        two, rss2 = ray_rate(tasks[0], size, args.ray_n, 2)
+        one, rss1 = ray_rate(tasks[0], size, args.ray_n, 1, args.manifest_dir)
+        two, rss2 = ray_rate(tasks[0], size, args.ray_n, 2, args.manifest_dir)
         print(f"ray {tasks[0]} {size}: 1 worker {one:.1f} samples/s, 2 workers {two:.1f} samples/s, "
               f"scaling {two / one:.2f}x; peak RSS per worker {max(rss1, rss2):.0f} MB")
 

@@ -67,6 +67,8 @@ class RunConfig:
         return math.ceil(self.n / self.shard_size)
 
     def shard_samples(self, shard: int) -> int:
+        if not 0 <= shard < self.num_shards:  # an empty shard would pass for a finished one
+            raise ValueError(f"shard {shard} is outside this run's {self.num_shards} shards (0–{self.num_shards - 1})")
         return min(self.shard_size, self.n - shard * self.shard_size)
 
 

@@ -38,6 +38,9 @@ def test_shard_plan(n, shard_size, shards, last):
     assert cfg.num_shards == shards
     assert cfg.shard_samples(shards - 1) == last
     assert sum(cfg.shard_samples(k) for k in range(shards)) == n
+    for outside in (-1, shards):  # no shard beyond the plan (an empty one would pass for finished)
+        with pytest.raises(ValueError, match="outside this run"):
+            cfg.shard_samples(outside)
 
 
 def test_planning_twelve_million_is_instant_and_small():
