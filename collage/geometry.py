@@ -94,12 +94,13 @@ class Footprints:
         corners = sprite_corners(sprite_hw, matrix)
         self.add_corners(corners, abs(float(np.linalg.det(matrix[:, :2]))) * sprite_hw[0] * sprite_hw[1])
 
-    def add_corners(self, corners: np.ndarray, area: float) -> None:
-        """Add a footprint by its (4, 2) corners and area."""
-        (x0, y0), (x1, y1) = corners.min(axis=0), corners.max(axis=0)
+    def add_corners(self, corners, area: float) -> None:
+        """Add a footprint by its four (x, y) corners (a (4, 2) array or a list of pairs) and area."""
+        corners = np.asarray(corners, np.float64)
+        (x0, y0), (x1, y1) = corners.min(axis=0).tolist(), corners.max(axis=0).tolist()
         self.corners.append(corners.astype(np.float32))
         self.areas.append(area)
-        self.boxes.append((float(x0), float(y0), float(x1), float(y1)))
+        self.boxes.append((x0, y0, x1, y1))
 
     @property
     def bounds(self) -> np.ndarray:
@@ -153,11 +154,15 @@ def place(rng: np.random.Generator, sprite_hw: tuple[int, int], long_side: float
         cx, cy = lo_x + ux * (hi_x - lo_x), lo_y + uy * (hi_y - lo_y)
         x0, y0, x1, y1 = cx - half_x, cy - half_y, cx + half_x, cy + half_y
         near = [i for i, b in enumerate(bounds) if x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1]
-        matrix = similarity(scale, angle, (cx, cy), pivot)
-        corners = sprite_corners(sprite_hw, matrix)
+        # the similarity's coefficients and the rectangle's canvas corners, as `similarity` and
+        # `sprite_corners` give them; the matrix is built only for the winner
+        c, s = cos * scale, sin * scale
+        tx, ty = cx - (c * pivot[0] + s * pivot[1]), cy - (-s * pivot[0] + c * pivot[1])
+        corners = [(c * u + s * v + tx, -s * u + c * v + ty) for u, v in ((-0.5, -0.5), (w - 0.5, -0.5),
+                                                                          (w - 0.5, h - 0.5), (-0.5, h - 0.5))]
         area = scale * scale * w * h  # a similarity scales areas by scale²
         if near and placed.overlap(corners, area, near) > max_overlap:
             continue
         placed.add_corners(corners, area)
-        return matrix
+        return np.array([[c, s, tx], [-s, c, ty]])
     return None

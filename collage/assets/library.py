@@ -177,6 +177,7 @@ class AssetLibrary:
         self.cache_dir = cache_root / f"v{CACHE_VERSION}-{self.digest}-{sprite_max_side}-{background_max_side}"
         self._ensure_cache(background_max_side)
         self.cache = PackedCache(self.cache_dir)
+        self._sprites: dict[str, Sprite] = {}
         self._scaled_photo = functools.lru_cache(maxsize=SCALED_PHOTOS)(self._scale_photo)
         self.skipped = dict(self.cache.skipped)
         if self.skipped and warn:
@@ -205,8 +206,11 @@ class AssetLibrary:
     # --- drawing ---------------------------------------------------------------------------------
 
     def sprite(self, asset_id: str) -> Sprite:
-        row = self.by_id[asset_id]
-        return Sprite(asset_id, row["name"], row["kind"], self.cache.get(asset_id))
+        sprite = self._sprites.get(asset_id)
+        if sprite is None:  # kept: a frozen view onto the memory map, asked for several times per sample
+            row = self.by_id[asset_id]
+            sprite = self._sprites[asset_id] = Sprite(asset_id, row["name"], row["kind"], self.cache.get(asset_id))
+        return sprite
 
     def random_sprite(self, rng: np.random.Generator, kinds: tuple[str, ...] = SPRITE_KINDS,
                       exclude_names: set[str] | frozenset = frozenset()) -> Sprite:
