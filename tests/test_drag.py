@@ -121,3 +121,13 @@ def test_objects_are_visible_and_inside(png_run):
             assert 0 <= x0 < x1 <= meta["width"] and 0 <= y0 < y1 <= meta["height"]
             assert (x1 - x0) * (y1 - y0) >= 64
         assert meta["caption"] == meta["prompt"] and meta["caption_source"] == "template"
+
+
+def test_prompt_numbers_have_three_places_and_no_negative_zero():
+    from collage.tasks.drag import _three_places
+
+    assert [_three_places(v) for v in (-0.0004, -0.0, 0.0005, 0.0015, -0.0125, 0.999999, -1.0)] == \
+        ["0.000", "0.000", "0.001", "0.002", "-0.013", "1.000", "-1.000"]
+    values = np.random.default_rng(0).uniform(-1, 1, 20000).round(6) * np.repeat([1, 1e-3, 1e-4, 1e-5], 5000)
+    for v in values.tolist():  # as round(v, 3) rounds: the json holds v, the prompt these digits
+        assert _three_places(v) == f"{round(v, 3) + 0.0:.3f}"

@@ -26,22 +26,24 @@ FLAT_RANGE = 24  # max per-channel spread in a 5×5 patch for a point to count a
 EDGE_MARGIN = 2  # points keep this many pixels from the object's visible edge
 
 
-def drag_transform(rng: np.random.Generator, op: str, center: np.ndarray, width: int, height: int) -> dict:
-    """The drag as a canvas-space similarity about the object's centre."""
-    scale, angle, shift = 1.0, 0.0, np.zeros(2)
+def drag_transform(rng: np.random.Generator, op: str, center: tuple[float, float], width: int, height: int) -> dict:
+    """The drag as a canvas-space similarity about the object's centre. (Scalar math: a rotate is often
+    redrawn several times before it fits the canvas.)"""
+    scale, angle, tx, ty = 1.0, 0.0, 0.0, 0.0
     if op == "translate":
         direction = rng.uniform(0, 2 * np.pi)
         # whole pixels: the moved object is then its source pixels at an offset (one warp serves both images)
-        shift = np.rint(rng.uniform(0.08, 0.35) * min(width, height) * np.array([np.cos(direction), np.sin(direction)]))
+        length = rng.uniform(0.08, 0.35) * min(width, height)
+        tx, ty = float(np.rint(length * math.cos(direction))), float(np.rint(length * math.sin(direction)))
     elif op == "scale":
         scale = rng.uniform(0.6, 0.85) if rng.random() < 0.5 else rng.uniform(1.2, 1.6)
     elif op == "rotate":
         angle = (1 if rng.random() < 0.5 else -1) * rng.uniform(20, 120)
     else:
         raise ValueError(f"unknown drag op {op!r}")
-    matrix = similarity(scale, angle, tuple(center + shift), tuple(center))
-    return {"matrix": matrix, "tx": float(shift[0]), "ty": float(shift[1]), "scale": float(scale),
-            "angle_deg": float(angle), "center": [float(center[0]), float(center[1])]}
+    matrix = similarity(scale, angle, (center[0] + tx, center[1] + ty), center)
+    return {"matrix": matrix, "tx": tx, "ty": ty, "scale": float(scale), "angle_deg": float(angle),
+            "center": [float(center[0]), float(center[1])]}
 
 
 CANDIDATES = 1024  # box pixels drawn per sample; the search stops once it has its points
@@ -129,6 +131,12 @@ def pick_points(rng: np.random.Generator, src: Rendered, tgt: Rendered, index: i
                           np.ascontiguousarray(matrix, np.float64), count, float(min_spacing)).astype(np.float64)
 
 
+def _three_places(value: float) -> str:
+    """`value` to three places, as Python's round(value, 3) gives it; a tiny negative prints "0.000", not "-0.000"."""
+    text = f"{value:.3f}"
+    return "0.000" if text == "-0.000" else text
+
+
 @register("drag", OPS)
 def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
     width, height = cfg.width, cfg.height
@@ -136,7 +144,7 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     moved_index = int(rng.integers(len(scene.layers)))
     layer = scene.layers[moved_index]
     sprite_hw = layer.sprite.rgba.shape[:2]
-    center = apply(layer.matrix, np.array([[(sprite_hw[1] - 1) / 2, (sprite_hw[0] - 1) / 2]]))[0]
+    center = tuple(apply(layer.matrix, np.array([[(sprite_hw[1] - 1) / 2, (sprite_hw[0] - 1) / 2]]))[0].tolist())
     for _ in range(8):
         transform = drag_transform(rng, cfg.op, center, width, height)
         moved_matrix = compose(transform["matrix"], layer.matrix)
@@ -184,8 +192,7 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
               for (x, y), (mx, my) in zip(pixels, moved)]
 
     name = layer.name
-    # round, then add 0.0: a tiny negative would otherwise print as "-0.000"
-    prompt = f"Drag the {name}: " + "; ".join("(" + ", ".join(f"{round(v, 3) + 0.0:.3f}" for v in p) + ")" for p in points)
+    prompt = f"Drag the {name}: " + "; ".join("(" + ", ".join(_three_places(v) for v in p) + ")" for p in points)
     transform["matrix"] = np.round(transform["matrix"], 6).tolist()
     return Sample(
         op=cfg.op,
