@@ -16,6 +16,7 @@ from .assets import Sprite
 from .geometry import sprite_bounds
 
 VISIBLE_ALPHA = 128  # a pixel belongs to the topmost layer whose alpha reaches this
+_UNSET = object()  # a per-layer label not worked out yet
 
 
 @dataclass
@@ -52,12 +53,15 @@ class Rendered:
     rgb: np.ndarray  # (H, W, 3) uint8
     crops: list[np.ndarray | None]  # per layer, bottom to top: alpha over its box
     boxes: list[Box | None]
-    _cache: dict = field(default_factory=dict, repr=False)
 
-    def _cached(self, key, make):
-        if key not in self._cache:  # labels ask for the same masks several times per sample
-            self._cache[key] = make()
-        return self._cache[key]
+    def __post_init__(self) -> None:
+        # Labels ask for the same masks and counts several times per sample: each is worked out once, kept
+        # per layer in plain lists (a keyed cache with a closure per query cost a third of the label time).
+        n = len(self.crops)
+        self._covered: list = [_UNSET] * n
+        self._visible: list = [_UNSET] * n
+        self._coverage: list[int] = [-1] * n
+        self._visible_count: list[int] = [-1] * n
 
     def _layer_crop(self, i: int, own: np.ndarray, above_ok) -> np.ndarray:
         """Bool over boxes[i]: `own` where every layer above satisfies `above_ok`; `own` itself when no layer
@@ -90,25 +94,25 @@ class Rendered:
     def covered_crop(self, i: int) -> np.ndarray | None:
         """Bool over boxes[i] (None: off-canvas), read-only: layer i's own alpha reaches VISIBLE_ALPHA, hidden
         or not."""
-        def make():
-            if self.crops[i] is None:
-                return None
-            crop = self.crops[i] >= VISIBLE_ALPHA
-            crop.setflags(write=False)
-            return crop
-        return self._cached(("covered", i), make)
+        crop = self._covered[i]
+        if crop is _UNSET:
+            crop = None if self.crops[i] is None else self.crops[i] >= VISIBLE_ALPHA
+            if crop is not None:
+                crop.setflags(write=False)
+            self._covered[i] = crop
+        return crop
 
     def visible_crop(self, i: int) -> np.ndarray | None:
         """Bool over boxes[i] (None: off-canvas), read-only: pixels where layer i is the topmost layer with
         alpha ≥ VISIBLE_ALPHA. Worked inside the layer's box: labels never need a full-canvas mask."""
-        def make():
-            covered = self.covered_crop(i)
-            if covered is None:
-                return None
-            crop = self._layer_crop(i, covered, lambda a: a < VISIBLE_ALPHA)
-            crop.setflags(write=False)  # shared by every label that asks
-            return crop
-        return self._cached(("visible", i), make)
+        crop = self._visible[i]
+        if crop is _UNSET:
+            crop = self.covered_crop(i)
+            if crop is not None:
+                crop = self._layer_crop(i, crop, lambda a: a < VISIBLE_ALPHA)
+                crop.setflags(write=False)  # shared by every label that asks
+            self._visible[i] = crop
+        return crop
 
     def visible_bbox(self, i: int) -> list[int] | None:
         """Tight [x0, y0, x1, y1] (exclusive ends) of layer i's visible pixels; None when none show."""
@@ -128,16 +132,17 @@ class Rendered:
 
     def coverage(self, i: int) -> int:
         """Pixels where layer i's own alpha reaches VISIBLE_ALPHA, hidden or not."""
-        return self._cached(("coverage", i), lambda: 0 if self.crops[i] is None else
-                            int(np.count_nonzero(self.covered_crop(i))))
+        if self._coverage[i] < 0:
+            covered = self.covered_crop(i)
+            self._coverage[i] = 0 if covered is None else int(np.count_nonzero(covered))
+        return self._coverage[i]
 
     def visible_count(self, i: int) -> int:
-        def make():
+        if self._visible_count[i] < 0:
             crop = self.visible_crop(i)
-            if crop is None:
-                return 0
-            return self.coverage(i) if crop is self.covered_crop(i) else int(np.count_nonzero(crop))
-        return self._cached(("visible_count", i), make)
+            self._visible_count[i] = 0 if crop is None else \
+                self.coverage(i) if crop is self.covered_crop(i) else int(np.count_nonzero(crop))
+        return self._visible_count[i]
 
 
 def _overlap(a: Box, b: Box | None) -> bool:
