@@ -41,10 +41,16 @@ def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
+def rectangle_corners(sprite_hw: tuple[int, int]) -> tuple[tuple[float, float], ...]:
+    """The four (u, v) corners of a sprite's pixel edges (not centres), in sprite coordinates, clockwise on
+    screen from the top left."""
+    h, w = sprite_hw
+    return (-0.5, -0.5), (w - 0.5, -0.5), (w - 0.5, h - 0.5), (-0.5, h - 0.5)
+
+
 def sprite_rectangle(sprite_hw: tuple[int, int]) -> np.ndarray:
     """(4, 2) corners of a sprite's pixel edges (not centres), in sprite coordinates."""
-    h, w = sprite_hw
-    return np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]])
+    return np.array(rectangle_corners(sprite_hw))
 
 
 def footprint(sprite_hw: tuple[int, int], matrix: np.ndarray) -> Polygon:
@@ -60,10 +66,10 @@ def sprite_corners(sprite_hw: tuple[int, int], matrix: np.ndarray) -> np.ndarray
 def sprite_bounds(sprite_hw: tuple[int, int], matrix: np.ndarray) -> tuple[float, float, float, float]:
     """(x0, y0, x1, y1): the canvas bounding box of the sprite's rectangle (pixel edges). Scalar math: it is
     asked for once per layer and render, where numpy's per-call cost on four points dominates."""
-    h, w = sprite_hw
     (a, b, c), (d, e, f) = matrix.tolist()
-    xs = [a * u + b * v + c for u in (-0.5, w - 0.5) for v in (-0.5, h - 0.5)]
-    ys = [d * u + e * v + f for u in (-0.5, w - 0.5) for v in (-0.5, h - 0.5)]
+    corners = rectangle_corners(sprite_hw)
+    xs = [a * u + b * v + c for u, v in corners]
+    ys = [d * u + e * v + f for u, v in corners]
     return min(xs), min(ys), max(xs), max(ys)
 
 
@@ -138,6 +144,7 @@ def place(rng: np.random.Generator, sprite_hw: tuple[int, int], long_side: float
     units = rng.random((tries, 2)).tolist()
     bounds = placed.boxes
     pivot = ((w - 1) / 2, (h - 1) / 2)
+    rectangle = rectangle_corners(sprite_hw)
     for angle, (ux, uy) in zip(angles, units):
         cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
         for _ in range(32):
@@ -158,8 +165,7 @@ def place(rng: np.random.Generator, sprite_hw: tuple[int, int], long_side: float
         # `sprite_corners` give them; the matrix is built only for the winner
         c, s = cos * scale, sin * scale
         tx, ty = cx - (c * pivot[0] + s * pivot[1]), cy - (-s * pivot[0] + c * pivot[1])
-        corners = [(c * u + s * v + tx, -s * u + c * v + ty) for u, v in ((-0.5, -0.5), (w - 0.5, -0.5),
-                                                                          (w - 0.5, h - 0.5), (-0.5, h - 0.5))]
+        corners = [(c * u + s * v + tx, -s * u + c * v + ty) for u, v in rectangle]
         area = scale * scale * w * h  # a similarity scales areas by scale²
         if near and placed.overlap(corners, area, near) > max_overlap:
             continue

@@ -43,7 +43,7 @@ def drag_transform(rng: np.random.Generator, op: str, center: tuple[float, float
         raise ValueError(f"unknown drag op {op!r}")
     matrix = similarity(scale, angle, (center[0] + tx, center[1] + ty), center)
     return {"matrix": matrix, "tx": tx, "ty": ty, "scale": float(scale), "angle_deg": float(angle),
-            "center": [float(center[0]), float(center[1])]}
+            "center": list(center)}
 
 
 CANDIDATES = 1024  # box pixels drawn per sample; the search stops once it has its points
