@@ -87,10 +87,10 @@ def test_import_a_folder_of_rgba_images(tmp_path):
     _rgba_disc(folder / "red ball" / "0001.png", (220, 30, 30))
     _rgba_disc(folder / "blue_disc_02.png", (30, 30, 220))
     out = tmp_path / "manifests"
-    assert import_folder(folder, "sticker", "mine", "CC0", out_dir=out) == 2
+    assert import_folder(folder, "sticker", "mine", "CC0", out_dir=out).imported == 2
     rows = pq.read_table(out / "user-mine.parquet").to_pylist()
     assert sorted(r["name"] for r in rows) == ["0001", "blue disc"]
-    assert import_folder(folder, "sticker", "mine2", "CC0", name_from="folder", out_dir=out) == 2
+    assert import_folder(folder, "sticker", "mine2", "CC0", name_from="folder", out_dir=out).imported == 2
     rows = pq.read_table(out / "user-mine2.parquet").to_pylist()
     assert sorted(r["name"] for r in rows) == ["blue disc", "red ball"]
     with pytest.raises(UserError, match="not a directory"):
@@ -101,7 +101,7 @@ def test_import_fonts_folder(tmp_path):
     folder = tmp_path / "fonts"
     folder.mkdir()
     (folder / "Mine-Regular.ttf").write_bytes((REPO / "fonts" / "DejaVuSans.ttf").read_bytes())
-    assert import_fonts(folder, "myfonts", "OFL-1.1", out_dir=tmp_path / "m") == 1
+    assert import_fonts(folder, "myfonts", "OFL-1.1", out_dir=tmp_path / "m").imported == 1
     with pytest.raises(UserError, match="no .ttf"):
         import_fonts(tmp_path / "empty", "x", "OFL-1.1", out_dir=tmp_path / "m")
 
@@ -125,7 +125,7 @@ def test_import_coco_polygons_become_exact_cutouts(tmp_path):
     annotations = tmp_path / "instances.json"
     annotations.write_text(json.dumps(coco))
     manifests = tmp_path / "manifests"
-    assert import_coco(annotations, images, "coco", "CC-BY-4.0", out_dir=manifests) == 1
+    assert import_coco(annotations, images, "coco", "CC-BY-4.0", out_dir=manifests).imported == 1
     # Add the built-in procedural backgrounds so the library is usable, then decode the cutout.
     write_manifest([r for r in load_manifests() if r["source"] == "procedural"], manifests / "bg.parquet")
     library = AssetLibrary(manifests, warn=False)
