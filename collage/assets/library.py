@@ -3,7 +3,8 @@
 Decoding thousands of PNGs per sample would cost more than composing the sample, so every sprite and
 photo is decoded once into a packed, memory-mapped cache (keyed by the manifest digest). All workers on
 a machine share its pages; drawing an asset is a slice of that map. Assets that fail to decode are
-skipped with a warning and counted, never fatal.
+skipped with a warning and counted, never fatal. Fonts carry no pixels, but are checked in the same pass:
+one that FreeType cannot open, or that lacks a glyph the t2i text op draws, is skipped the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import UserError
 from .manifest import load_manifests, manifest_digest
@@ -29,7 +30,10 @@ from .sources import MAX_SPRITE_PIXELS, resolve_path
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+# Part of the cache key: bump it when what the build checks changes (2: fonts are checked, see check_font;
+# a change to the t2i vocabulary's characters needs a bump too).
+CACHE_VERSION = 2
+FONT_CHECK_PX = 32  # the glyph check's size; t2i draws scalable fonts at 12 px and up
 SPRITE_KINDS = ("sticker", "cutout")
 
 
@@ -111,8 +115,61 @@ def decode_background(row: dict, max_side: int) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def _decode_row(row: dict, sprite_max_side: int, background_max_side: int) -> tuple[np.ndarray | None, str | None]:
+class FontError(ValueError):
+    """A font row t2i cannot draw with: not a font, or lacking glyphs the text op needs."""
+
+
+def text_characters() -> str:
+    """Every character the t2i `text` op can draw: its words and phrases in lower, capitalised and upper case
+    (without the space, which draws nothing)."""
+    from ..tasks.t2i_words import PHRASES, WORDS  # lazily: the tasks package imports this module
+
+    text = "".join(WORDS + PHRASES)
+    return "".join(sorted(set(text + text.upper()) - {" "}))
+
+
+def _glyph_pixels(font: ImageFont.FreeTypeFont, char: str) -> np.ndarray:
+    canvas = Image.new("L", (4 * FONT_CHECK_PX, 3 * FONT_CHECK_PX))
+    ImageDraw.Draw(canvas).text((FONT_CHECK_PX, FONT_CHECK_PX // 2), char, fill=255, font=font)
+    return np.asarray(canvas)
+
+
+def check_font(row: dict, characters: str) -> None:
+    """Raise FontError unless the font opens with Pillow's FreeType (what t2i draws with) and renders each of
+    `characters` as a glyph of its own: not nothing, and not the .notdef box FreeType falls back to."""
+    path = resolve_path(row)
+    if path is None or not path.is_file():
+        raise FontError(f"font file not found: {path}")
     try:
+        font = ImageFont.truetype(str(path), FONT_CHECK_PX)
+    except OSError as exc:
+        if "pixel size" in str(exc):  # a bitmap font with fixed sizes: t2i draws at any size
+            raise FontError(f"no scalable glyphs: FreeType cannot draw it at {FONT_CHECK_PX} px ({exc})") from None
+        # FreeType says "unknown file format" for most garbage and truncated files, "broken file" for some
+        raise FontError("not a font file" + ("" if "unknown file format" in str(exc) else f" (FreeType: {exc})")) from None
+    # a code point no font maps: it draws the .notdef glyph, which is what a missing character draws too
+    notdef = _glyph_pixels(font, "\U0010FFFD")
+    missing = []
+    for char in characters:
+        try:
+            pixels = _glyph_pixels(font, char)
+        except Exception as exc:  # a damaged glyph table can fail per glyph
+            raise FontError(f"cannot render {char!r} ({type(exc).__name__}: {exc})") from None
+        if not pixels.any() or np.array_equal(pixels, notdef):
+            missing.append(char)
+    if missing:
+        shown = "".join(missing[:12]) + ("…" if len(missing) > 12 else "")
+        raise FontError(f"lacks glyphs for {shown!r} ({len(missing)} of the {len(characters)} characters "
+                        "the t2i text op draws)")
+
+
+def _decode_row(row: dict, sprite_max_side: int, background_max_side: int,
+                characters: str = "") -> tuple[np.ndarray | None, str | None]:
+    """(pixels, None), or (None, reason) for an unusable asset; (None, None) for a font that passed its check."""
+    try:
+        if row["kind"] == "font":
+            check_font(row, characters)
+            return None, None
         if row["kind"] in SPRITE_KINDS:
             return decode_sprite(row, sprite_max_side), None
         return decode_background(row, background_max_side), None
@@ -141,14 +198,20 @@ class PackedCache:
         tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
         index, skipped, offset = {}, {}, 0
-        todo = [r for r in rows if r["kind"] in SPRITE_KINDS or (r["kind"] == "background" and r["source"] != "procedural")]
-        decode = functools.partial(_decode_row, sprite_max_side=sprite_max_side, background_max_side=background_max_side)
+        todo = [r for r in rows if r["kind"] in SPRITE_KINDS or r["kind"] == "font"
+                or (r["kind"] == "background" and r["source"] != "procedural")]
+        # the characters are found here, once: the pool's workers need not import the task modules
+        characters = text_characters() if any(r["kind"] == "font" for r in todo) else ""
+        decode = functools.partial(_decode_row, sprite_max_side=sprite_max_side, background_max_side=background_max_side,
+                                   characters=characters)
         # Decoding is the slow part (thousands of PNGs): spread it over the cores, keep manifest order.
         with multiprocessing.get_context("spawn").Pool(max(1, min(os.cpu_count() or 1, 8))) as pool, \
                 open(tmp / "pixels.bin", "wb") as blob:
             for row, (pixels, error) in zip(todo, pool.imap(decode, todo, chunksize=16)):
                 if error is not None:  # corrupt, missing or unsupported: skip and count, never fatal
                     skipped[row["id"]] = error
+                    continue
+                if pixels is None:  # a font that passed its check: nothing to store
                     continue
                 blob.write(pixels.tobytes())
                 index[row["id"]] = [offset, *pixels.shape]

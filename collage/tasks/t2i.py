@@ -617,7 +617,7 @@ def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int
                                                                      "facts": {"counts": counts, "relations": stated}})
 
 
-@register("t2i", OPS)
+@register("t2i", OPS, requires={"text": ("font",)})  # text draws in the manifests' fonts
 def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
     if cfg.op == "text":
         return generate_text(rng, assets, cfg.width, cfg.height)
