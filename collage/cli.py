@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 import click
 
 from .counts import parse_count
-from .errors import UserError
+from .errors import StorageError, Terminated, UserError
 
 
 class CountType(click.ParamType):
@@ -17,7 +18,8 @@ class CountType(click.ParamType):
 
     def convert(self, value, param, ctx):
         try:
-            return parse_count(value, f"--{param.name}" if param else "count")
+            # the flag as the user typed it (--shard-size), not the Python name (shard_size)
+            return parse_count(value, param.opts[0] if param and param.opts else "count")
         except UserError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -49,9 +51,12 @@ def cli() -> None:
 @click.option("--assets", "manifest_dir", type=click.Path(file_okay=False), help="Asset manifest folder (default: assets_manifest/).")
 @click.option("--dry-run", is_flag=True, help="Print the shard plan and estimated size; write nothing.")
 @click.option("--force", is_flag=True, help="Replace a run with a different config in --out.")
+@click.option("--check-existing", is_flag=True,
+              help="Re-hash every finished shard before skipping it (default: sizes and config always, hashes "
+                   "when the run is local and at most 2 GiB).")
 @click.option("--no-progress", is_flag=True)
 def generate(task, pipeline, n, out, seed, size, aspect_ratios, ops, options, shard_size, image_format, workers, address, backend,
-             manifest_dir, dry_run, force, no_progress) -> None:
+             manifest_dir, dry_run, force, check_existing, no_progress) -> None:
     """Generate N samples into webdataset shards (resumable: rerun the same command to finish)."""
     from .api import make_config
     from .config import validate
@@ -64,8 +69,9 @@ def generate(task, pipeline, n, out, seed, size, aspect_ratios, ops, options, sh
         click.echo(plan_text(cfg, estimate_bytes_per_sample(cfg, manifest_dir)))
         return
     summary = run(cfg, out, backend=backend, workers=workers, address=address, manifest_dir=manifest_dir, force=force,
-                  progress=not no_progress and sys.stderr.isatty())
-    rate = (summary.samples - 0) / max(summary.seconds, 1e-9)
+                  progress=not no_progress and sys.stderr.isatty(), check_existing=True if check_existing else None,
+                  note=lambda line: click.echo(f"note: {line}", err=True))
+    rate = summary.made / max(summary.seconds, 1e-9)  # this run's own pace, not the shards found done
     click.echo(f"{'done' if summary.ok else 'incomplete'}: {summary.samples:,} samples in {summary.shards:,} shards "
                f"({summary.skipped_shards:,} already done), {summary.bytes / 1e6:,.1f} MB, {summary.failures} failed draws, "
                f"{summary.rejects} redraws, {summary.assets_skipped} assets skipped, {summary.seconds:,.1f} s "
@@ -105,10 +111,13 @@ def verify(out, no_decode) -> None:
 def gallery(sources, out_dir, n, task, op, seed, thumb_size, serve, port) -> None:
     """Write a static QA gallery (index.html + thumbnails) of SOURCES: run directories or .tar shards."""
     from .gallery import build_gallery, make_server
+    from .gallery.build import problem_summary
 
     result = build_gallery(list(sources), out_dir, n=n, seed=seed, task=task, op=op, thumb_size=thumb_size)
     click.echo(f"gallery: {result.samples:,} samples from {result.shards_read:,} of {result.shards_total:,} shards in "
                f"{result.seconds:,.1f} s → {result.path / 'index.html'}")
+    if result.problems:  # damage is shown on the page, not fatal: one line here points there
+        click.echo(f"warning: {problem_summary(result.problems)}; see the page's problems panel", err=True)
     if serve:
         try:
             server = make_server(out_dir, port)
@@ -169,9 +178,10 @@ def assets_import(folder, kind, prefix, license_, attribution, name_from, out_di
     from .assets.build import import_folder, import_fonts
 
     _check_prefix(prefix)
-    count = import_fonts(folder, prefix, license_, out_dir) if kind == "font" else \
+    result = import_fonts(folder, prefix, license_, out_dir) if kind == "font" else \
         import_folder(folder, kind, prefix, license_, attribution, name_from, out_dir)
-    click.echo(f"imported {count:,} {kind}s as user-{prefix}.parquet")
+    skipped = f" ({result.skipped_text()})" if result.skipped else ""
+    click.echo(f"imported {result.imported:,} {kind}s as user-{prefix}.parquet{skipped}")
 
 
 @assets.command("import-coco")
@@ -186,8 +196,9 @@ def assets_import_coco(annotations, images, prefix, license_, min_area, out_dir)
     from .assets.build import import_coco
 
     _check_prefix(prefix)
-    count = import_coco(annotations, images, prefix, license_, min_area, out_dir)
-    click.echo(f"imported {count:,} cutouts as user-{prefix}.parquet")
+    result = import_coco(annotations, images, prefix, license_, min_area, out_dir)
+    skipped = f" ({result.skipped_text()})" if result.skipped else ""
+    click.echo(f"imported {result.imported:,} cutouts as user-{prefix}.parquet{skipped}")
 
 
 def _check_prefix(prefix: str) -> None:
@@ -195,9 +206,14 @@ def _check_prefix(prefix: str) -> None:
         raise UserError(f"--prefix {prefix!r}: use letters, digits, '-' and '_' only")
 
 
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
     logging.basicConfig(level=os.environ.get("COLLAGE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="collage", standalone_mode=False)
     except UserError as exc:
@@ -209,9 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         return 2
+    except StorageError as exc:  # a worker's write was refused (disk full, read-only): the run stopped
+        click.echo(f"error: {exc}", err=True)
+        return 1
     except OSError as exc:  # the file system said no (disk full, permissions): say so in one line
         click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
         return 1
+    except Terminated:
+        click.echo("\nterminated: finished shards are kept; rerun the same command to resume", err=True)
+        return 143
     except (KeyboardInterrupt, click.Abort):
         click.echo("\ninterrupted: finished shards are kept; rerun the same command to resume", err=True)
         return 130

@@ -7,6 +7,8 @@ How a run is executed (workers, cluster address) is not part of it.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from .errors import UserError
 from .sample import IMAGE_FORMATS
 
 ASPECT_BUCKETS = 31  # 4:1 … 1:1 … 1:4, evenly spaced in log-ratio
+MAX_SHARDS = 1_000_000  # shard numbers have six digits in file names and keys
 SIZE_MULTIPLE = 16  # FLUX VAE (8×) × the DiT's 2× patch
 
 
@@ -62,6 +65,12 @@ class RunConfig:
         data.pop("pipeline", None)
         return data
 
+    def digest(self) -> str:
+        """16 hex digits of the identity: every stats marker carries it, so a shard of another config is
+        recognised whatever put it there (an older run still writing, a copied file)."""
+        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
     @property
     def num_shards(self) -> int:
         return math.ceil(self.n / self.shard_size)
@@ -93,6 +102,9 @@ def validate(cfg: RunConfig) -> None:
         raise UserError(f"--size {cfg.size}: use a multiple of {SIZE_MULTIPLE} between 64 and 4096 (e.g. 512)")
     if not 1 <= cfg.shard_size <= 1_000_000:
         raise UserError(f"--shard-size {cfg.shard_size}: use 1 to 1,000,000 samples per shard (e.g. 1000)")
+    if cfg.num_shards > MAX_SHARDS:
+        raise UserError(f"--n {cfg.n:,} in shards of {cfg.shard_size:,} makes {cfg.num_shards:,} shards; at most "
+                        f"{MAX_SHARDS:,} (shard numbers have six digits): raise --shard-size or lower --n")
     if cfg.aspect_ratios not in ("square", "all"):
         raise UserError(f"--aspect-ratios {cfg.aspect_ratios!r}: choose 'square' or 'all'")
     if not 0 <= cfg.seed < 2**63:
@@ -104,8 +116,8 @@ def validate(cfg: RunConfig) -> None:
         bad = [op for op in entry.ops if op not in spec.ops]
         if bad or not entry.ops:
             raise UserError(f"--ops {','.join(bad) or '(none)'} is not an op of {entry.task}: choose from {','.join(spec.ops)}")
-        if not entry.weight > 0:
-            raise UserError(f"task {entry.task} has weight {entry.weight}: weights must be positive")
+        if not (entry.weight > 0 and math.isfinite(entry.weight)):
+            raise UserError(f"task {entry.task} has weight {entry.weight}: weights must be positive finite numbers")
         for key, value in entry.options:
             if key not in spec.options:
                 known = ", ".join(spec.options) or "none"
@@ -169,6 +181,9 @@ def load_pipeline(path: str | Path) -> tuple[str, tuple[MixEntry, ...], dict]:
             weight = float(item.get("weight", 1))
         except (TypeError, ValueError):
             raise UserError(f"--pipeline {path}: tasks[{i}].weight {item.get('weight')!r} is not a number") from None
+        if not (weight > 0 and math.isfinite(weight)):
+            raise UserError(f"--pipeline {path}: tasks[{i}].weight {item.get('weight')!r} must be a positive finite "
+                            "number (weights are relative, e.g. millions of samples)")
         options = item.get("options") or {}
         if not isinstance(options, dict):
             raise UserError(f"--pipeline {path}: tasks[{i}].options must be a mapping, e.g. {{add_background: mixed}}")

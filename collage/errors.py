@@ -7,3 +7,11 @@ class UserError(Exception):
 
 class Reject(Exception):
     """A generator drew a scene that breaks its own label rules; the sample is redrawn (not a failure)."""
+
+
+class StorageError(Exception):
+    """The run's storage refused a write (disk full, read-only, no permission): the run stops with one line."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (finished shards kept, temporaries removed), exit code 143."""

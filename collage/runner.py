@@ -10,16 +10,20 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
 
 from .assets import AssetLibrary
 from .config import RunConfig, validate
-from .errors import UserError
-from .storage import Storage
+from .errors import StorageError, UserError
+from .runlock import RunLock
+from .shards import finished_shards, read_json, shard_stem
+from .storage import Storage, open_storage
+from .tasks import check_assets
+from .watchdog import start_watchdog
 from .worker import library, make_shard
-from .writer import shard_stem
 
 log = logging.getLogger(__name__)
 
@@ -38,46 +42,65 @@ class RunSummary:
     seconds: float = 0.0
     failed_shards: dict[int, str] = field(default_factory=dict)
 
+    resumed_samples: int = 0  # of shards found finished
+
+    @property
+    def made(self) -> int:
+        return self.samples - self.resumed_samples
+
     @property
     def ok(self) -> bool:
         return not self.failed_shards
 
 
-def finished_shards(storage: Storage, cfg: RunConfig) -> dict[int, dict]:
-    """Shards whose stats marker exists (the marker is written last, so its tar is complete)."""
-    done = {}
-    names = set(storage.names())
-    for shard in range(cfg.num_shards):
-        stem = shard_stem(cfg.name, shard)
-        if f"{stem}.stats.json" in names and f"{stem}.tar" in names:
-            done[shard] = json.loads(storage.read_bytes(f"{stem}.stats.json"))
-    return done
+def check_out(storage: Storage, cfg: RunConfig, force: bool) -> None:
+    """Refuse an unusable OUT before anything starts (read-only: a refused run writes nothing)."""
+    if storage.is_file():
+        raise UserError(f"--out {storage.url} is a file; give a new or empty folder (or an earlier run of this config)")
+    if storage.local and not os.access(_nearest_existing(storage.root), os.W_OK):
+        raise UserError(f"--out {storage.url}: not writable by this user; pick a folder you can write to")
+    names = [n for n in storage.names() if not n.startswith(".")]
+    if "run.json" in names:
+        old, why = read_json(storage, "run.json")
+        try:
+            old = RunConfig.from_json(old).identity() if why is None else {}
+        except (ValueError, TypeError, KeyError, AttributeError):
+            old = {}
+        if old != cfg.identity() and not force:
+            diff = sorted(k for k, v in cfg.identity().items() if old.get(k) != v) if old else ["unreadable run.json"]
+            raise UserError(f"{storage.url} holds a run with a different config ({', '.join(diff)}); "
+                            "use another --out, or --force to replace it")
+    elif names and not force:
+        raise UserError(f"--out {storage.url} is a non-empty folder that is not a collage run (it holds "
+                        f"{names[0]!r}…); pick a new or empty folder, or --force to write there anyway")
+
+
+def _nearest_existing(path: str) -> str:
+    while path and not os.path.exists(path):
+        parent = os.path.dirname(path.rstrip("/")) or "/"
+        if parent == path:
+            break
+        path = parent
+    return path or "."
 
 
 def prepare_out(storage: Storage, cfg: RunConfig, force: bool) -> None:
-    """Refuse a different config in the same OUT (unless forced, which clears the old run's shards)."""
+    """Under the run lock: clear a replaced run (--force), remove what killed writers left, write run.json."""
     try:
         storage.makedirs()
     except OSError as exc:
         raise UserError(f"--out {storage.url}: cannot use it as a run folder ({exc.strerror}); pass a writable folder path") from None
-    if storage.exists("run.json"):
+    old, why = read_json(storage, "run.json")
+    same = False
+    if why is None:
         try:
-            old = RunConfig.from_json(json.loads(storage.read_bytes("run.json"))).identity()
-        except (ValueError, TypeError, KeyError):
-            old = {}
-        if old != cfg.identity():
-            if not force:
-                diff = sorted(k for k, v in cfg.identity().items() if old.get(k) != v) if old else ["unreadable run.json"]
-                raise UserError(f"{storage.url} holds a run with a different config ({', '.join(diff)}); "
-                                "use another --out, or --force to replace it")
-            for name in storage.names():
-                if name.endswith((".tar", ".parquet", ".stats.json")) or name in ("sizes.json", "run.json"):
-                    storage.remove(name)
-    elif not force:
-        strangers = [n for n in storage.names() if not n.startswith(".")]
-        if strangers:
-            raise UserError(f"--out {storage.url} is a non-empty folder that is not a collage run (it holds "
-                            f"{strangers[0]!r}…); pick a new or empty folder, or --force to write there anyway")
+            same = RunConfig.from_json(old).identity() == cfg.identity()
+        except (ValueError, TypeError, KeyError, AttributeError):
+            same = False
+    if why != "missing" and not same:  # check_out allowed it, so --force was given: clear the old run
+        for name in storage.names():
+            if name.endswith((".tar", ".parquet", ".stats.json")) or name in ("sizes.json", "run.json"):
+                storage.remove(name)
     storage.clean_stale_temporaries()
     storage.write_bytes("run.json", json.dumps(cfg.to_json(), indent=1).encode())
 
@@ -129,36 +152,80 @@ def estimate_bytes_per_sample(cfg: RunConfig, manifest_dir: str | None, probes: 
 
 
 def run(cfg: RunConfig, out: str, backend: str = "ray", workers: int | None = None, address: str | None = None,
-        manifest_dir: str | None = None, force: bool = False, progress: bool = True) -> RunSummary:
+        manifest_dir: str | None = None, force: bool = False, progress: bool = True,
+        check_existing: bool | None = None, note=None) -> RunSummary:
+    """Make every unfinished shard of `cfg` in `out`. `check_existing`: re-hash finished shards before
+    trusting them (None: when cheap, see collage.shards.REHASH_BYTES; sizes and config are always checked).
+    `note(line)` receives what the user should know (capped workers, shards redone)."""
+    note = note or (lambda line: log.warning("%s", line))
     validate(cfg)
     if backend not in ("ray", "local"):
         raise UserError(f"--backend {backend!r}: choose ray or local")
+    if address is not None and not address.strip():
+        raise UserError("--address '': give HOST:PORT of a Ray head (or auto), or drop --address for a local instance")
+    storage = open_storage(out)
+    check_out(storage, cfg, force)  # all before Ray starts: a refused run costs no Ray start-up
     assets = library(manifest_dir)  # the same one a local-backend worker then draws from
-    # Connect before touching OUT: a wrong --address must leave nothing behind.
-    with (ray_session(workers, address) if backend == "ray" else contextlib.nullcontext()):
-        storage = Storage(out)
-        prepare_out(storage, cfg, force)
-        write_licenses(storage, assets)
-        started = time.time()
-        done = finished_shards(storage, cfg)
-        todo = [k for k in range(cfg.num_shards) if k not in done]
-        summary = RunSummary(skipped_shards=len(done))
-        for stats in done.values():
-            _add(summary, stats)
-        bar = _Progress(cfg.n, summary.samples, enabled=progress)
+    check_assets(cfg, assets)
+    if address:
+        _check_reachable(address)
+    workers = _cap_workers(workers, address, backend, note)
+    with RunLock(storage, f"collage generate {cfg.name}"):
         try:
-            if backend == "local":
-                for shard in todo:
-                    done[shard] = make_shard(cfg, shard, out, manifest_dir)
-                    _add(summary, done[shard])
-                    bar.update(summary.samples)
-            else:
-                _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar, done)
+            with (ray_session(workers, address) if backend == "ray" else contextlib.nullcontext()):
+                return _run_locked(cfg, storage, backend, workers, manifest_dir, force, progress, check_existing,
+                                   note, assets)
         finally:
-            bar.close()
+            storage.clean_stale_temporaries()  # Ray is down: what is left are pieces of killed workers
+
+
+def _run_locked(cfg, storage, backend, workers, manifest_dir, force, progress, check_existing, note,
+                assets) -> RunSummary:
+    prepare_out(storage, cfg, force)
+    write_licenses(storage, assets)
+    started = time.time()
+    found = finished_shards(storage, cfg.name, cfg.num_shards, cfg.shard_samples, cfg.digest(), check_existing)
+    for name in found.strays:  # they would give glob readers duplicate or foreign keys
+        storage.remove(name)
+    if found.strays:
+        note(f"removed {len(found.strays)} file(s) of shards beyond this run's {cfg.num_shards:,} "
+             f"(first: {found.strays[0]})")
+    for shard, why in sorted(found.damaged.items()):
+        storage.remove(f"{shard_stem(cfg.name, shard)}.stats.json")  # nothing may claim it done while it is redone
+    if found.damaged:
+        first = min(found.damaged)
+        note(f"redoing {len(found.damaged):,} shard(s) whose files do not check out (first: "
+             f"{shard_stem(cfg.name, first)}: {found.damaged[first]})")
+    done = found.done
+    todo = [k for k in range(cfg.num_shards) if k not in done]
+    summary = RunSummary(skipped_shards=len(done))
+    for stats in done.values():
+        _add(summary, stats)
+    summary.resumed_samples = summary.samples
+    bar = _Progress(cfg.n, summary.samples, enabled=progress)
+    try:
+        if backend == "local":
+            for shard in todo:
+                done[shard] = make_shard(cfg, shard, storage.url, manifest_dir)
+                _add(summary, done[shard])
+                bar.update(summary.samples)
+        else:
+            _run_ray(cfg, storage.url, todo, workers, manifest_dir, summary, bar, done)
+    finally:
+        bar.close()
     write_sizes(storage, cfg, done)
     summary.seconds = time.time() - started
     return summary
+
+
+def _cap_workers(workers: int | None, address: str | None, backend: str, note) -> int | None:
+    """A local instance gets at most one worker per core: more only share the cores and cost memory."""
+    cores = os.cpu_count() or 1
+    if workers and not address and backend == "ray" and workers > cores:
+        note(f"--workers {workers} is more than this machine's {cores} cores: using {cores} (a worker is one core "
+             "and ~200 MB; more would only share the cores)")
+        return cores
+    return workers
 
 
 def _add(summary: RunSummary, stats: dict) -> None:
@@ -187,7 +254,6 @@ def _check_reachable(address: str) -> None:
 def ray_session(workers: int | None, address: str | None):
     """Join the cluster at `address`, or start a local instance sized to the machine (or --workers)."""
     if address:
-        _check_reachable(address)
         # Ray ≥ 2.59 clusters started with `ray start` require their token (~/.ray/auth_token or RAY_AUTH_TOKEN).
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     else:
@@ -196,7 +262,9 @@ def ray_session(workers: int | None, address: str | None):
     import ray
 
     started_here = not ray.is_initialized()
+    watchdog = None
     if started_here:
+        sigterm = signal.getsignal(signal.SIGTERM)
         if address:
             try:
                 ray.init(address=address, logging_level=logging.WARNING)
@@ -205,33 +273,66 @@ def ray_session(workers: int | None, address: str | None):
         else:
             # ERROR: a local loopback instance needs no notice about its (default) token authentication.
             ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, logging_level=logging.ERROR)
+            watchdog = start_watchdog()  # a kill -9 of this driver must not leave the instance running
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)  # ray.init installs its own (sys.exit): keep the caller's
     try:
         yield ray
     finally:
         if started_here:
             ray.shutdown()
+        if watchdog:
+            watchdog.stand_down()
+
+
+class RetryableShardError(Exception):
+    """A shard's code failed: worth Ray's retries (a full disk, raised as StorageError, is not)."""
+
+
+def _shard_task(cfg: RunConfig, shard: int, out: str, manifest_dir: str | None) -> dict:
+    try:
+        return make_shard(cfg, shard, out, manifest_dir)
+    except StorageError:
+        raise
+    except Exception as exc:
+        raise RetryableShardError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar, done: dict[int, dict]) -> None:
     import ray
 
-    remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES, retry_exceptions=True)(make_shard)
+    remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES, retry_exceptions=[RetryableShardError])(_shard_task)
     capacity = int(ray.cluster_resources().get("CPU", 1))
     window = max(2, 2 * (workers or capacity))  # bounded in-flight: the driver never holds the whole plan
     pending, queue = {}, list(reversed(todo))
-    while queue or pending:
-        while queue and len(pending) < window:
-            shard = queue.pop()
-            pending[remote.remote(cfg, shard, out, manifest_dir)] = shard
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-        for ref in ready:
-            shard = pending.pop(ref)
-            try:
-                done[shard] = ray.get(ref)
-                _add(summary, done[shard])
-            except Exception as exc:  # retries exhausted: report, keep going with the other shards
-                summary.failed_shards[shard] = str(exc).strip().splitlines()[-1][:300]
-            bar.update(summary.samples)
+    try:
+        while queue or pending:
+            while queue and len(pending) < window:
+                shard = queue.pop()
+                pending[remote.remote(cfg, shard, out, manifest_dir)] = shard
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in ready:
+                shard = pending.pop(ref)
+                try:
+                    done[shard] = ray.get(ref)
+                    _add(summary, done[shard])
+                except StorageError as exc:  # every other shard would fail the same way: stop, say it once
+                    raise StorageError(f"{_last_line(exc)} (writing {shard_stem(cfg.name, shard)}); free space or "
+                                       "fix permissions, then rerun the same command to resume") from None
+                except Exception as exc:  # retries exhausted: report, keep going with the other shards
+                    summary.failed_shards[shard] = _last_line(exc)[:300]
+                bar.update(summary.samples)
+    finally:
+        for ref in pending:  # interrupted or stopped: what is still running is abandoned, not waited for
+            ray.cancel(ref, force=True)
+
+
+def _last_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "cause", None) or exc).strip()
+    line = text.splitlines()[-1] if text else type(exc).__name__
+    for prefix in ("collage.errors.StorageError: ", "StorageError: ", "RetryableShardError: "):
+        line = line.removeprefix(prefix)
+    return line
 
 
 class _Progress:

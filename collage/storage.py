@@ -7,12 +7,48 @@ never see a partial file under a final name.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
 from typing import Iterator
 
 import fsspec
+
+from .errors import StorageError, UserError
+
+EPHEMERAL_PROTOCOLS = ("memory",)  # gone when the process ends: each Ray worker would write into its own
+FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"
+
+
+def open_storage(url: str, what: str = "--out") -> "Storage":
+    """A Storage for `url`, or one line saying what is wrong with it: checked before any work starts."""
+    if not isinstance(url, str) or not url.strip():
+        raise UserError(f"{what} {url!r}: give a folder path, or an object-store URL such as s3://bucket/prefix")
+    protocol = fsspec.core.split_protocol(url)[0] or "file"
+    if protocol in EPHEMERAL_PROTOCOLS:
+        raise UserError(f"{what} {url}: a {protocol}:// store does not outlive this process (its shards would be "
+                        "lost when it ends); use a folder or an object store such as s3://bucket/prefix")
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ValueError:
+        raise UserError(f"{what} {url}: unknown storage protocol {protocol!r}; use a folder path or a URL such as "
+                        "s3://bucket/prefix") from None
+    except ImportError as exc:
+        raise UserError(f"{what} {url}: the {protocol}:// driver is not installed ({exc}); install it "
+                        f"(e.g. pip install s3fs for s3://) or use a folder path") from None
+    try:
+        return Storage(url)
+    except Exception as exc:  # a driver that cannot even be set up (bad credentials format, bad host)
+        raise UserError(f"{what} {url}: cannot open this store ({type(exc).__name__}: {exc})") from None
+
+
+def storage_error(exc: OSError, where: str) -> StorageError | None:
+    """A disk-full / read-only / permission error as one StorageError naming the path; None for others."""
+    if exc.errno not in FULL_OR_READ_ONLY:
+        return None
+    return StorageError(f"{exc.strerror or os.strerror(exc.errno)}: {exc.filename or where}")
 
 
 class Storage:
@@ -34,9 +70,24 @@ class Storage:
         return self.fs.cat_file(self.path(name))
 
     def names(self) -> list[str]:
+        return sorted(self.listing())
+
+    def listing(self) -> dict[str, int]:
+        """{name: size in bytes} of the files directly in the run folder, from one listing."""
+        if self.local:  # os.scandir: one syscall per entry instead of fsspec's per-file info dicts
+            try:
+                with os.scandir(self.root) as entries:
+                    return {e.name: e.stat().st_size for e in entries if e.is_file(follow_symlinks=False)}
+            except (FileNotFoundError, NotADirectoryError):
+                return {}
         if not self.fs.exists(self.root):
-            return []
-        return sorted(p.rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False))
+            return {}
+        return {info["name"].rstrip("/").rsplit("/", 1)[-1]: int(info.get("size") or 0)
+                for info in self.fs.ls(self.root, detail=True) if info.get("type") != "directory"}
+
+    def is_file(self) -> bool:
+        """True when the run folder's own path is a file (not usable as a run folder)."""
+        return self.fs.isfile(self.root)
 
     def remove(self, name: str) -> None:
         if self.exists(name):
@@ -48,7 +99,7 @@ class Storage:
         directory = self.root if self.local else None
         if directory:
             os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{name}.", suffix=TEMP_SUFFIX, dir=directory)
         os.close(fd)
         try:
             yield tmp
@@ -76,11 +127,17 @@ class Storage:
         else:
             self.fs.put_file(tmp, self.path(name))
 
+    def temporaries(self) -> list[str]:
+        """Temporaries of unfinished writes in the run folder (local folders stage there; others locally)."""
+        return sorted(n for n in self.listing() if n.startswith(TEMP_PREFIX) and n.endswith(TEMP_SUFFIX))
+
     def clean_stale_temporaries(self) -> int:
-        """Remove temporaries a killed writer left behind (local folders only)."""
-        if not self.local:
-            return 0
-        stale = [n for n in self.names() if n.startswith(".") and n.endswith(".tmp")]
+        """Remove temporaries a killed writer left behind. Only the run's lock holder may call this: another
+        live writer's temporaries would be pulled from under it."""
+        stale = self.temporaries() if self.local else []
         for n in stale:
-            self.remove(n)
+            try:
+                os.unlink(self.path(n))
+            except FileNotFoundError:  # its writer finished or gave up meanwhile
+                pass
         return len(stale)

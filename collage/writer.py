@@ -11,15 +11,14 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .shards import shard_stem
 from .storage import Storage
+
+__all__ = ["ShardWriter", "TarMembers", "shard_stem"]
 
 TAR_MTIME = 0  # fixed member metadata: the same samples give the same bytes
 TAR_OWNER = "collage"
 TAR_MODE = 0o644
-
-
-def shard_stem(name: str, shard: int) -> str:
-    return f"{name}-{shard:06d}"
 
 
 class TarMembers:
