@@ -206,7 +206,11 @@ def _check_prefix(prefix: str) -> None:
         raise UserError(f"--prefix {prefix!r}: use letters, digits, '-' and '_' only")
 
 
+_terminated = []  # set by the SIGTERM handler: Ray may re-raise our Terminated as a plain KeyboardInterrupt
+
+
 def _terminate(signum, frame) -> None:
+    _terminated.append(signum)
     raise Terminated()
 
 
@@ -231,10 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # the file system said no (disk full, permissions): say so in one line
         click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
         return 1
-    except Terminated:
-        click.echo("\nterminated: finished shards are kept; rerun the same command to resume", err=True)
-        return 143
     except (KeyboardInterrupt, click.Abort):
+        if _terminated:
+            click.echo("\nterminated: finished shards are kept; rerun the same command to resume", err=True)
+            return 143
         click.echo("\ninterrupted: finished shards are kept; rerun the same command to resume", err=True)
         return 130
     except SystemExit as exc:

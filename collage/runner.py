@@ -175,6 +175,8 @@ def run(cfg: RunConfig, out: str, backend: str = "ray", workers: int | None = No
             with (ray_session(workers, address) if backend == "ray" else contextlib.nullcontext()):
                 return _run_locked(cfg, storage, backend, workers, manifest_dir, force, progress, check_existing,
                                    note, assets)
+        except StorageError as exc:
+            raise StorageError(f"{exc}; free space or fix permissions, then rerun the same command to resume") from None
         finally:
             storage.clean_stale_temporaries()  # Ray is down: what is left are pieces of killed workers
 
@@ -317,8 +319,7 @@ def _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar, done: dict[int
                     done[shard] = ray.get(ref)
                     _add(summary, done[shard])
                 except StorageError as exc:  # every other shard would fail the same way: stop, say it once
-                    raise StorageError(f"{_last_line(exc)} (writing {shard_stem(cfg.name, shard)}); free space or "
-                                       "fix permissions, then rerun the same command to resume") from None
+                    raise StorageError(_last_line(exc)) from None  # the message alone, without Ray's traceback
                 except Exception as exc:  # retries exhausted: report, keep going with the other shards
                     summary.failed_shards[shard] = _last_line(exc)[:300]
                 bar.update(summary.samples)

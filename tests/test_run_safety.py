@@ -64,13 +64,14 @@ def _one_error_line(result: subprocess.CompletedProcess, code: int = 2) -> str:
 
 def test_a_second_writer_is_refused_while_the_first_runs(tmp_path, assets):
     out = tmp_path / "run"
-    first = _start([*GEN, "--n", "600", "--seed", "5", "--out", str(out), "--workers", "2"])
+    first = _start([*GEN, "--n", "6000", "--seed", "5", "--out", str(out), "--workers", "2"])
     try:
         _wait_for_markers(out, 1, first)
         # another config with --force (the reported hole), and the same config (which used to delete the
         # first run's temporaries): both refused, naming the writer
         for extra in (["--seed", "6", "--shard-size", "50", "--force"], ["--seed", "5"]):
-            second = run_cli(*GEN, "--n", "600", *extra, "--out", str(out), "--backend", "local")
+            second = run_cli(*GEN, "--n", "6000", *extra, "--out", str(out), "--backend", "local")
+            assert first.poll() is None, "the first run ended too soon to test a second writer"
             line = _one_error_line(second)
             assert "being written by another run" in line and f"pid {first.pid}" in line, line
         stdout, stderr = first.communicate(timeout=300)
