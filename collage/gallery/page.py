@@ -56,6 +56,8 @@ button { cursor: pointer; }
 .frame { position: relative; width: var(--panel); height: var(--panel); background: #3a3a3a; overflow: visible; }
 .frame img { display: block; width: 100%%; height: 100%%; object-fit: contain; }
 .frame.empty { display: flex; align-items: center; justify-content: center; background: #e4e4e7; color: #888; }
+.frame.undecodable { color: #a3321f; font-weight: 600; text-align: center; padding: 8px;
+  background: repeating-linear-gradient(45deg, #f8e3dd, #f8e3dd 8px, #fcefeb 8px, #fcefeb 16px); }
 svg.ov { position: absolute; left: 0; top: 0; width: 100%%; height: 100%%; overflow: visible; pointer-events: none; }
 body.no-overlays svg.ov, body.no-overlays .legend { visibility: hidden; }
 .ov rect.box { fill: none; stroke-width: 2px; vector-effect: non-scaling-stroke; }
@@ -80,6 +82,15 @@ body.no-overlays svg.ov, body.no-overlays .legend { visibility: hidden; }
 .meta .caption .badge { display: inline-block; font-size: 10px; padding: 0 5px; border-radius: 8px; background: #e3e8f5;
   color: #234; margin-right: 4px; }
 .meta .notes { color: #666; font-size: 11px; }
+.meta .issues { color: #a3321f; font-size: 11px; }
+.card.damaged { border-color: #e3a08c; }
+#problems { padding: 6px 14px 0; }
+#problems details { background: #fff5f2; border: 1px solid #e3a08c; border-radius: 6px; padding: 6px 10px; }
+#problems summary { cursor: pointer; font-weight: 600; color: #a3321f; }
+#problems table { border-collapse: collapse; margin-top: 6px; width: 100%%; }
+#problems th, #problems td { text-align: left; vertical-align: top; padding: 2px 10px 2px 0; border-top: 1px solid #f1d3ca; }
+#problems td.file, #problems td.key { word-break: break-all; }
+#problems td.kind { white-space: nowrap; }
 .flag { margin-top: auto; display: flex; gap: 6px; align-items: center; flex-wrap: wrap; }
 .flag input { flex: 1; min-width: 120px; }
 .card.flagged .flag-btn { background: #d33; color: #fff; border-color: #a11; }
@@ -167,6 +178,10 @@ SCRIPT = r"""
       const svg = overlay(s, role);
       if (svg) frame.appendChild(svg);
       if (role === "cond" && s.legend && s.legend.length) frame.appendChild(legend(s));
+    } else if (s.bad[role]) {  // the member is there but does not decode: say so, do not hide it
+      frame.classList.add("empty", "undecodable");
+      frame.textContent = "undecodable " + label;
+      frame.title = s.bad[role];
     } else {
       frame.classList.add("empty");
       frame.textContent = "no " + label;
@@ -205,6 +220,10 @@ SCRIPT = r"""
     caption.append(el("span", {class: "badge caption-source"}, s.cs), document.createTextNode(s.caption));
     meta.append(ids, prompt, caption);
     if (s.notes.length) meta.appendChild(el("div", {class: "notes"}, s.notes.join(" · ")));
+    if (s.issues.length) {
+      node.classList.add("damaged");
+      meta.appendChild(el("div", {class: "issues"}, "problems: " + s.issues.join(" · ")));
+    }
     const flag = el("div", {class: "flag"});
     const btn = el("button", {class: "flag-btn", type: "button"}, "Flag as bad");
     const reason = el("select", {class: "reason", "aria-label": "reason"});
@@ -338,7 +357,7 @@ BODY = """<!doctype html>
   <button id="export-csv" type="button">Export flags.csv</button>
   <button id="clear-flags" type="button">Clear flags</button>
 </header>
-<section id="summary"><details open><summary>Summary: %(summary_line)s</summary>%(summary)s</details></section>
+%(problems)s<section id="summary"><details open><summary>Summary: %(summary_line)s</summary>%(summary)s</details></section>
 <main id="grid"></main>
 <script>window.GALLERY = %(data)s;</script>
 <script>%(script)s</script>
@@ -353,6 +372,26 @@ def script_json(data) -> str:
         "\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def render(title: str, data: dict, summary_html: str, summary_line: str) -> str:
+MAX_PROBLEM_ROWS = 500  # a badly damaged run lists its first problems, then how many more
+OPEN_PROBLEM_ROWS = 20  # longer lists start folded, so the cards stay in view
+
+
+def problems_panel(headline: str, rows: list[tuple[str, str, str, str, str, str]]) -> str:
+    """The problems panel: `headline` (the counts), then one row per problem:
+    (label, kind, file name, file path, sample key, what is wrong)."""
+    cells = "".join(f'<tr class="problem" data-kind="{escape(kind)}"><td class="kind">{escape(label)}</td>'
+                    f'<td class="file" title="{escape(path)}">{escape(name)}</td><td class="key">{escape(key)}</td>'
+                    f'<td class="detail">{escape(detail)}</td></tr>'
+                    for label, kind, name, path, key, detail in rows[:MAX_PROBLEM_ROWS])
+    more = len(rows) - MAX_PROBLEM_ROWS
+    if more > 0:
+        cells += f'<tr class="more"><td colspan="4">… and {more:,} more</td></tr>'
+    folded = "" if len(rows) > OPEN_PROBLEM_ROWS else " open"
+    return (f'<section id="problems"><details{folded}><summary>Problems: {escape(headline)}</summary><table>'
+            f"<tr><th>problem</th><th>file</th><th>sample</th><th>what is wrong</th></tr>{cells}</table></details></section>")
+
+
+def render(title: str, data: dict, summary_html: str, summary_line: str, problems_html: str = "") -> str:
+    """The page; `problems_html` (from `problems_panel`) sits above the summary when the runs are damaged."""
     return BODY % {"title": escape(title), "style": STYLE, "summary_line": escape(summary_line), "summary": summary_html,
-                   "data": script_json(data), "script": SCRIPT}
+                   "problems": problems_html, "data": script_json(data), "script": SCRIPT}
