@@ -143,7 +143,7 @@ class RunLock:
         if lease.get("host") == socket.gethostname() and isinstance(lease.get("pid"), int):
             if self._fd is not None:
                 return True  # we hold the flock, so its holder on this host is gone
-            return not _pid_alive(lease["pid"])
+            return not pid_alive(lease["pid"])
         heartbeat = lease.get("heartbeat")
         return not isinstance(heartbeat, (int, float)) or time.time() - heartbeat > LEASE_SECONDS
 
@@ -162,7 +162,7 @@ class RunLock:
                 "wait for it to finish or stop it, or use another --out (one writer per run folder)")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

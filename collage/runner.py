@@ -291,7 +291,7 @@ class RetryableShardError(Exception):
     """A shard's code failed: worth Ray's retries (a full disk, raised as StorageError, is not)."""
 
 
-def _shard_task(cfg: RunConfig, shard: int, out: str, manifest_dir: str | None) -> dict:
+def make_shard_task(cfg: RunConfig, shard: int, out: str, manifest_dir: str | None) -> dict:
     try:
         return make_shard(cfg, shard, out, manifest_dir)
     except StorageError:
@@ -303,29 +303,27 @@ def _shard_task(cfg: RunConfig, shard: int, out: str, manifest_dir: str | None) 
 def _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar, done: dict[int, dict]) -> None:
     import ray
 
-    remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES, retry_exceptions=[RetryableShardError])(_shard_task)
+    remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES, retry_exceptions=[RetryableShardError])(make_shard_task)
     capacity = int(ray.cluster_resources().get("CPU", 1))
     window = max(2, 2 * (workers or capacity))  # bounded in-flight: the driver never holds the whole plan
     pending, queue = {}, list(reversed(todo))
-    try:
-        while queue or pending:
-            while queue and len(pending) < window:
-                shard = queue.pop()
-                pending[remote.remote(cfg, shard, out, manifest_dir)] = shard
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            for ref in ready:
-                shard = pending.pop(ref)
-                try:
-                    done[shard] = ray.get(ref)
-                    _add(summary, done[shard])
-                except StorageError as exc:  # every other shard would fail the same way: stop, say it once
-                    raise StorageError(_last_line(exc)) from None  # the message alone, without Ray's traceback
-                except Exception as exc:  # retries exhausted: report, keep going with the other shards
-                    summary.failed_shards[shard] = _last_line(exc)[:300]
-                bar.update(summary.samples)
-    finally:
-        for ref in pending:  # interrupted or stopped: what is still running is abandoned, not waited for
-            ray.cancel(ref, force=True)
+    # No ray.cancel on the way out (interrupt, full disk): a force-cancel racing a finishing task trips a
+    # check in Ray 2.60's task manager (abort, exit -6); shutting the session down ends the tasks anyway.
+    while queue or pending:
+        while queue and len(pending) < window:
+            shard = queue.pop()
+            pending[remote.remote(cfg, shard, out, manifest_dir)] = shard
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        for ref in ready:
+            shard = pending.pop(ref)
+            try:
+                done[shard] = ray.get(ref)
+                _add(summary, done[shard])
+            except StorageError as exc:  # every other shard would fail the same way: stop, say it once
+                raise StorageError(_last_line(exc)) from None  # the message alone, without Ray's traceback
+            except Exception as exc:  # retries exhausted: report, keep going with the other shards
+                summary.failed_shards[shard] = _last_line(exc)[:300]
+            bar.update(summary.samples)
 
 
 def _last_line(exc: BaseException) -> str:

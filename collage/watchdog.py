@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+from .runlock import pid_alive
+
 POLL_SECONDS = 1.0
 GRACE_SECONDS = 3.0  # between SIGTERM and SIGKILL
 
@@ -84,23 +86,13 @@ def main(driver: int) -> int:
             if not line:  # end of file: the driver is gone
                 break
         current = _descendants(driver)
-        if not current and not _alive(driver):
+        if not current and not pid_alive(driver):
             break
         current.pop(me, None)
         known.update(current)
     time.sleep(0.2)  # let Ray's own exit path (if any) start first
     _end(known)
     return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 if __name__ == "__main__":

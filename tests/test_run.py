@@ -77,7 +77,7 @@ def test_a_killed_worker_is_retried(tmp_path, assets):
     killed = 0
     deadline = time.time() + 120
     while time.time() < deadline and not killed and driver.poll() is None:
-        ps = subprocess.run(["pgrep", "-f", "ray::make_shard"], capture_output=True, text=True).stdout.split()
+        ps = subprocess.run(["pgrep", "-f", "ray::make_shard_task"], capture_output=True, text=True).stdout.split()
         if ps and list(out.glob("*.stats.json")):
             os.kill(int(ps[0]), signal.SIGKILL)
             killed += 1
