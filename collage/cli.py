@@ -214,12 +214,13 @@ def _terminate(signum, frame) -> None:
     raise Terminated()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
+def main(argv: list[str] | None = None, command: click.Command | None = None, prog_name: str = "collage") -> int:
+    """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback. Other
+    commands of the project (`python -m train.precompute`) pass their own click `command`."""
     logging.basicConfig(level=os.environ.get("COLLAGE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        cli.main(args=argv, prog_name="collage", standalone_mode=False)
+        (command or cli).main(args=argv, prog_name=prog_name, standalone_mode=False)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2

@@ -48,8 +48,9 @@ def sha256_of(storage: Storage, name: str) -> str:
     return digest.hexdigest()
 
 
-def stats_problem(stats: object, shard: int, expected_samples: int, config_digest: str) -> str | None:
-    """Why a stats marker does not belong to shard `shard` of this run, or None."""
+def stats_problem(stats: object, shard: int, expected_samples: int | None, config_digest: str) -> str | None:
+    """Why a stats marker does not belong to shard `shard` of this run, or None (`expected_samples` None:
+    any count, for stages whose shards hold what their source gave)."""
     if not isinstance(stats, dict):
         return "its stats file is not a json object"
     for key, kind in (("samples", int), ("bytes", int), ("sha256", str)):
@@ -60,7 +61,7 @@ def stats_problem(stats: object, shard: int, expected_samples: int, config_diges
                 f"{config_digest})")
     if stats.get("shard") != shard:
         return f"its stats file is of shard {stats.get('shard')!r}"
-    if stats["samples"] != expected_samples:
+    if expected_samples is not None and stats["samples"] != expected_samples:
         return f"its stats say {stats['samples']} samples, the plan says {expected_samples}"
     return None
 
@@ -73,7 +74,7 @@ class FinishedShards:
     rehashed: bool = False
 
 
-def finished_shards(storage: Storage, name: str, num_shards: int, expected_samples: Callable[[int], int],
+def finished_shards(storage: Storage, name: str, num_shards: int, expected_samples: Callable[[int], int | None],
                     config_digest: str, rehash: bool | None = None) -> FinishedShards:
     """Shards whose marker, tar and parquet all check out. A marker is written last, so a missing one means
     an unfinished shard; a marker that disagrees with its tar (size, or sha256 when `rehash`) means damage.
