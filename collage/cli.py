@@ -86,9 +86,15 @@ def generate(task, pipeline, n, out, seed, size, aspect_ratios, ops, options, sh
 @click.argument("out")
 @click.option("--no-decode", is_flag=True, help="Check hashes and counts only.")
 def verify(out, no_decode) -> None:
-    """Re-hash every shard, check counts against stats and sizes.json, decode every sample."""
-    from .verify import verify as run_verify
+    """Re-hash every shard, check counts against stats and sizes.json, decode every sample (sample runs and
+    train.precompute feature directories alike)."""
+    from .verify import run_kind, verify as run_verify
 
+    if run_kind(out) == "features":  # a feature directory: train.verify knows its contract
+        from train.verify import report, verify_features
+
+        report(out, *verify_features(out, decode=not no_decode))
+        return
     problems, totals = run_verify(out, decode=not no_decode)
     for problem in problems:
         click.echo(f"problem: {problem}", err=True)

@@ -25,6 +25,12 @@ KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]+-\d{6}-\d{6}$")
 SHARD_FILE = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)-(?P<shard>\d{6})\.(?P<kind>tar|parquet|stats\.json)$")
 
 
+def run_kind(out: str) -> str | None:
+    """The `kind` a run.json declares ("features" for train.precompute output), or None."""
+    data, why = read_json(open_storage(out, "OUT"), "run.json")
+    return data.get("kind") if why is None and isinstance(data, dict) else None
+
+
 def verify(out: str, decode: bool = True) -> tuple[list[str], dict]:
     """(problems, totals). An empty problem list means the run is whole and every sample decodes."""
     storage = open_storage(out, "OUT")

@@ -193,9 +193,14 @@ class _Worker:
     """Loads the encoders once; then encodes shard after shard (in-process or as a Ray actor)."""
 
     def __init__(self, vlm_dir: str, vae_dir: str, device: str, settings: Settings):
+        import diffusers
         import torch
+        import transformers
 
         from .encoders import Encoders
+
+        transformers.utils.logging.disable_progress_bar()  # a bar per load, per worker, is noise in the run's output
+        diffusers.utils.logging.disable_progress_bar()
 
         if device == "cpu":
             torch.set_num_threads(1)  # one core per worker; also makes CPU results independent of the machine
