@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 
 import click
 
+from . import interrupts
 from .counts import parse_count
-from .errors import StorageError, Terminated, UserError
+from .errors import StorageError, UserError
 
 
 class CountType(click.ParamType):
@@ -212,19 +212,11 @@ def _check_prefix(prefix: str) -> None:
         raise UserError(f"--prefix {prefix!r}: use letters, digits, '-' and '_' only")
 
 
-_terminated = []  # set by the SIGTERM handler: Ray may re-raise our Terminated as a plain KeyboardInterrupt
-
-
-def _terminate(signum, frame) -> None:
-    _terminated.append(signum)
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None, command: click.Command | None = None, prog_name: str = "collage") -> int:
     """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback. Other
     commands of the project (`python -m train.precompute`) pass their own click `command`."""
     logging.basicConfig(level=os.environ.get("COLLAGE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupts.install()
     try:
         (command or cli).main(args=argv, prog_name=prog_name, standalone_mode=False)
     except UserError as exc:
@@ -243,7 +235,7 @@ def main(argv: list[str] | None = None, command: click.Command | None = None, pr
         click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
         return 1
     except (KeyboardInterrupt, click.Abort):
-        if _terminated:
+        if interrupts.terminated():  # Ray may re-raise our Terminated as a plain KeyboardInterrupt
             click.echo("\nterminated: finished shards are kept; rerun the same command to resume", err=True)
             return 143
         click.echo("\ninterrupted: finished shards are kept; rerun the same command to resume", err=True)

@@ -15,6 +15,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from . import interrupts
 from .assets import AssetLibrary
 from .config import RunConfig, validate
 from .errors import StorageError, UserError
@@ -208,6 +209,7 @@ def _run_locked(cfg, storage, backend, workers, manifest_dir, force, progress, c
     try:
         if backend == "local":
             for shard in todo:
+                interrupts.check()
                 done[shard] = make_shard(cfg, shard, storage.url, manifest_dir)
                 _add(summary, done[shard])
                 bar.update(summary.samples)
@@ -266,7 +268,7 @@ def ray_session(workers: int | None, address: str | None):
     started_here = not ray.is_initialized()
     watchdog = None
     if started_here:
-        sigterm = signal.getsignal(signal.SIGTERM)
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         if address:
             try:
                 ray.init(address=address, logging_level=logging.WARNING)
@@ -276,8 +278,9 @@ def ray_session(workers: int | None, address: str | None):
             # ERROR: a local loopback instance needs no notice about its (default) token authentication.
             ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, logging_level=logging.ERROR)
             watchdog = start_watchdog()  # a kill -9 of this driver must not leave the instance running
-        if sigterm is not None:
-            signal.signal(signal.SIGTERM, sigterm)  # ray.init installs its own (sys.exit): keep the caller's
+        for sig, handler in handlers.items():  # ray.init installs its own (SIGTERM: sys.exit): keep the caller's
+            if handler is not None:
+                signal.signal(sig, handler)
     try:
         yield ray
     finally:
@@ -314,6 +317,7 @@ def _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar, done: dict[int
             shard = queue.pop()
             pending[remote.remote(cfg, shard, out, manifest_dir)] = shard
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        interrupts.check()  # a Ctrl-C that Ray's wait swallowed still stops the run
         for ref in ready:
             shard = pending.pop(ref)
             try:

@@ -11,13 +11,12 @@ import re
 import tarfile
 from collections import defaultdict
 
-import pyarrow.parquet as pq
-
 from .config import RunConfig
 from .reader import decode_image
 from .runlock import live_holder
 from .shards import read_json, shard_pattern, shard_stem, stats_problem
-from .storage import open_storage, Storage
+from .storage import Storage, open_storage
+from .tables import read_parquet
 from .tasks import required_members
 
 COMMON_FIELDS = ("task", "op", "prompt", "caption", "caption_source", "width", "height", "seed", "objects")
@@ -142,7 +141,7 @@ def _check_parquet(storage: Storage, listing: dict[str, int], stem: str, keys: l
         problems.append(f"{stem}.parquet: missing")
         return
     try:
-        table = pq.read_table(io.BytesIO(storage.read_bytes(f"{stem}.parquet")))
+        table = read_parquet(storage.read_bytes(f"{stem}.parquet"))
         rows = table.column("key").to_pylist() if "key" in table.column_names else None
     except Exception as exc:  # truncated, garbage, or not parquet at all
         problems.append(f"{stem}.parquet: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from collage import __version__
+from collage import __version__, interrupts
 from collage.errors import StorageError, UserError
 from collage.runlock import RunLock
 from collage.shards import finished_shards, read_json, shard_stem
@@ -109,15 +109,15 @@ def prepare_feats(storage: Storage, ident: dict) -> None:
 
 
 def precompute(sources: list[str], out: str, vlm_dir: str, vae_dir: str, size: int = 512, dtype: str = "bf16",
-               device: str = "cpu", batch_size: int = 8, workers: int | None = None, address: str | None = None,
+               device: str = "auto", batch_size: int = 8, workers: int | None = None, address: str | None = None,
                force: bool = False, max_pixels: int | None = None, progress: bool = False,
                backend: str = "ray") -> Summary:
     if size not in SIZES:
         raise UserError(f"--size {size}: choose one of {', '.join(map(str, SIZES))}")
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: choose bf16 or fp16")
-    if device not in ("cpu", "cuda"):
-        raise UserError(f"--device {device!r}: choose cpu or cuda")
+    if device not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device {device!r}: choose auto, cpu or cuda")
     if not 1 <= batch_size <= 4096:
         raise UserError(f"--batch-size {batch_size}: use 1 to 4096")
     storage = open_storage(out)
@@ -163,6 +163,10 @@ def _run(storage, shards, settings, vlm_dir, vae_dir, device, workers, address, 
     load = (vlm_dir, vae_dir, device, settings)
     try:
         if backend == "local":
+            if device == "auto":
+                import torch
+
+                load = (vlm_dir, vae_dir, "cuda" if torch.cuda.is_available() else "cpu", settings)
             worker = _Worker(*load)
             for source in todo:
                 done[source.stem] = worker.run(source, storage.url)
@@ -223,6 +227,8 @@ def _run_ray(load, todo, out, workers, address, summary, done, bar) -> bytes | N
     with ray_session(workers, address) as ray:
         gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = int(ray.cluster_resources().get("CPU", 1))
+        if load[2] == "auto":  # GPU actors when the cluster has GPUs, one CPU worker per core otherwise
+            load = (load[0], load[1], "cuda" if gpus else "cpu", load[3])
         use_gpu = load[2] == "cuda"
         if use_gpu and not gpus:
             raise UserError("--device cuda: the Ray cluster has no GPUs; use --device cpu")
@@ -236,6 +242,7 @@ def _run_ray(load, todo, out, workers, address, summary, done, bar) -> bytes | N
                 source, worker = queue.pop(), idle.pop()
                 pending[worker.run.remote(source, out)] = (source, worker)
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            interrupts.check()  # a Ctrl-C that Ray's wait swallowed still stops the run
             for ref in ready:
                 source, worker = pending.pop(ref)
                 idle.append(worker)
@@ -281,7 +288,7 @@ def _bar(total: int, completed: int, enabled: bool):
 @click.option("--vae", "vae_dir", required=True, help="Local FLUX VAE folder (diffusers AutoencoderKL).")
 @click.option("--size", type=int, default=512, show_default=True, help="Bucket base side: 256, 512 or 1024.")
 @click.option("--dtype", default="bf16", show_default=True, help="Storage dtype: bf16 or fp16.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--device", default="auto", show_default=True, help="auto (cuda when the cluster has GPUs), cpu or cuda.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--max-pixels", type=click.IntRange(28 * 28, None), help="Cap on VLM image pixels (tokens = pixels / 28²).")
 @click.option("--workers", type=click.IntRange(1, 4096), help="Encoder workers (default: one per GPU or core).")

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import UserError
+from ..tables import read_parquet
 
 KINDS = ("sticker", "cutout", "background", "font")
 
@@ -72,7 +73,7 @@ def load_manifests(directory: str | Path | None = None) -> list[dict]:
     rows: list[dict] = []
     for file in files:
         try:
-            table = pq.read_table(file)
+            table = read_parquet(file)
         except Exception as exc:  # a broken manifest is a user-facing problem, not a traceback
             raise UserError(f"asset manifest {file} is unreadable ({exc}); rebuild it with `collage assets build`") from None
         missing = set(MANIFEST_COLUMNS) - set(table.column_names)

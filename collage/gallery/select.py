@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import UserError
 from ..reader import shard_urls
+from ..tables import read_parquet
 
 INDEX_COLUMNS = ["key", "task", "op", "caption_source", "width", "height"]
 MAX_SIDE = 1 << 16  # a canvas side beyond this is not a size the engine writes
@@ -229,7 +229,7 @@ def _shard_index(tar: tarfile.TarFile, tar_path: Path, members: dict[str, dict[s
     parquet = tar_path.with_name(tar_path.name[:-len(".tar")] + ".parquet")
     if parquet.exists():
         try:
-            table = pq.read_table(parquet, columns=INDEX_COLUMNS)
+            table = read_parquet(parquet, columns=INDEX_COLUMNS)
             wrong = [c for c in INDEX_COLUMNS if not _column_type_ok(c, table.schema.field(c).type)]
             rows = [] if wrong else table.to_pylist()
             if wrong:
