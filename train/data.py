@@ -93,6 +93,11 @@ class LoaderConfig:
     schedule_jitter: float = 1.0  # randomness of the bucket order (0: a fixed round robin)
     dtype: str = "bf16"  # of the batch tensors (features in another dtype are converted)
     log_interval_s: float = 60.0  # at most one log line per skip kind per this many seconds per process
+    # The raw path (small runs): sample sources (collage runs, img2dataset data) are encoded in this process
+    # by the precompute code into a cache (train/raw.py), then streamed like feature directories.
+    encoders: tuple[str, str] | None = None  # (vlm_dir, vae_dir) for sources that are not feature directories
+    raw_size: int = 256  # the precompute --size for raw sources
+    raw_cache: str | None = None  # where their features are kept (default ~/.cache/collage/features)
 
 
 class FeatureLoader:
@@ -117,7 +122,7 @@ class FeatureLoader:
             if config.global_batch_size % world_size:
                 raise ValueError(f"global_batch_size {config.global_batch_size} does not split over {world_size} ranks")
             per_rank = config.global_batch_size // world_size
-        names, shards, weights = _sources(config.sources)
+        names, shards, weights = _sources(_featurize_raw(config))
         counts, channels, hidden = _probe(names, shards, config.probe_shards)
         if config.bucket_weights:
             freq = {tuple(b): float(w) for b, w in config.bucket_weights.items() if w > 0}
@@ -232,6 +237,24 @@ class FeatureLoader:
 
 
 # -- construction helpers --------------------------------------------------------------------------------
+def _featurize_raw(config: LoaderConfig) -> list[tuple[str, float]]:
+    """The sources with every sample source replaced by its feature folder (the raw path)."""
+    from .raw import featurized, is_feature_source
+
+    spec = [config.sources] if isinstance(config.sources, (str, Path)) else list(config.sources)
+    out = []
+    for item in spec:
+        path, weight = (item, 1.0) if isinstance(item, (str, Path)) else item
+        path = str(path)
+        if not is_feature_source(path) and (os.path.isdir(path) or path.endswith(".tar")):
+            if config.encoders is None:
+                raise ValueError(f"source {path} holds sample shards, not features: precompute it "
+                                 "(python -m train.precompute) or give encoders=(vlm_dir, vae_dir) for the raw path")
+            path = featurized(path, *config.encoders, size=config.raw_size, cache_root=config.raw_cache)
+        out.append((path, weight))
+    return out
+
+
 def _sources(spec: Sequence) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...], tuple[float, ...]]:
     if isinstance(spec, (str, Path)):
         spec = [spec]
