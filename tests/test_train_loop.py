@@ -1,0 +1,301 @@
+"""The trainer (train/loop.py, `python -m train`) on real collage shards precomputed with tiny random encoders:
+the tiny preset's loss falls over 50 steps; a run SIGKILLed after a checkpoint and rerun ends bitwise equal to
+an uninterrupted one; a half-written checkpoint is ignored; user mistakes are one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "train" / "configs" / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def feats(tmp_path_factory) -> Path:
+    from collage.api import generate_run
+    from train.precompute import precompute
+    from train.tiny import build_tiny_vae, build_tiny_vlm
+
+    root = tmp_path_factory.mktemp("trainloop")
+    vlm, vae = str(build_tiny_vlm(root / "vlm")), str(build_tiny_vae(root / "vae"))
+    sources = []
+    for task in ("t2i", "edit"):
+        generate_run(out=str(root / task), task=task, n=16, seed=3, size=128, shard_size=8, backend="local")
+        sources.append(str(root / task))
+    precompute(sources, str(root / "feats"), vlm, vae, size=256, backend="local")
+    return root / "feats"
+
+
+def _cmd(feats: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "train", "--config", TINY, "--data", str(feats), "--out", str(out), *extra]
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"  # both runs alike; on a busy 2-core box one thread is the faster
+    return env
+
+
+def _tensors(run: Path, step: int) -> dict[str, torch.Tensor]:
+    ckpt = run / f"step-{step:06d}"
+    out = {f"model.{k}": v for k, v in load_file(str(ckpt / "model" / "model.safetensors")).items()}
+    out |= {f"ema.{k}": v for k, v in load_file(str(ckpt / "ema.safetensors")).items()}
+    optim = torch.load(ckpt / "optim.pt", weights_only=True)
+    for i, state in optim["state"].items():
+        for name, v in state.items():
+            out[f"optim.{i}.{name}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return out
+
+
+def test_tiny_loss_falls(feats, tmp_path, torch_one_thread):
+    from model.dit import DreamOmniDiT
+    from model.flow import flow_loss, resolution_shift
+    from train.config import load_config
+    from train.loop import build_loader, train
+
+    cfg = load_config(TINY, [f"data.sources=[{str(feats)!r}]"])
+    assert cfg.train.steps == 50
+    train(cfg, tmp_path / "run", echo=lambda m: None)  # its speed is bench material, not a test's
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 51))
+    assert all({"loss", "lr", "grad_norm", "samples_per_s"} <= r.keys() for r in rows)
+    first = sum(r["loss"] for r in rows[:10]) / 10
+    last = sum(r["loss"] for r in rows[-10:]) / 10
+    assert last < 0.9 * first, (first, last)
+    assert sorted(p.name for p in (tmp_path / "run").glob("step-*")) == ["step-000030", "step-000040", "step-000050"]
+
+    # held-out style check: the same batches, noise and t, untrained vs trained weights
+    from train.config import dit_config
+
+    batch = next(iter(build_loader(load_config(TINY, [f"data.sources=[{str(feats)!r}]", "data.seed=7",
+                                                      "data.cfg_dropout=0.0"]))))
+    x0, vlm, mask = batch["latent"].float(), batch["vlm"].float(), batch["vlm_mask"]
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(x0.shape[0], generator=g) * 0.8 + 0.1
+    noise = torch.randn(x0.shape, generator=g)
+    with torch.no_grad():
+        losses = [float(flow_loss(m.eval(), x0, vlm, mask, t=t, noise=noise, shift=resolution_shift(*x0.shape[-2:])))
+                  for m in (DreamOmniDiT(dit_config(cfg.model)),
+                            DreamOmniDiT.from_pretrained(tmp_path / "run" / "step-000050" / "model"))]
+    assert losses[1] < 0.9 * losses[0], losses
+
+
+@pytest.fixture(scope="module")
+def resumed(feats, tmp_path_factory):
+    """(uninterrupted RUN, killed-and-resumed RUN), 20 steps each, in subprocesses."""
+    root = tmp_path_factory.mktemp("resume")
+    straight, killed = root / "straight", root / "killed"
+    done = subprocess.run(_cmd(feats, straight, "--steps", "20"), env=_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+
+    proc = subprocess.Popen(_cmd(feats, killed, "--steps", "20", "--set", "train.step_sleep=0.3"), env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while not (killed / "step-000010").is_dir():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its step-10 checkpoint"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "step-000020").exists(), "killed too late: nothing left to resume"
+    again = subprocess.run(_cmd(feats, killed, "--steps", "20"), env=_env(), capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "resumed from step-000010" in again.stderr
+    return straight, killed
+
+
+def test_kill9_resume_is_bitwise_exact(resumed):
+    straight, killed = resumed
+    a, b = _tensors(straight, 20), _tensors(killed, 20)
+    assert a.keys() == b.keys() and len(a) > 0
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    ra = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    rb = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rb] == list(range(1, 21))
+    assert [r["loss"] for r in ra] == [r["loss"] for r in rb]
+
+
+def test_half_written_checkpoint_is_ignored(resumed):
+    from train.checkpoint import load_latest
+
+    _, run = resumed
+    # a save killed half-way: a temporary directory with some files and no meta.json
+    tmp = run / ".tmp-step-000030-12345"
+    (tmp / "model").mkdir(parents=True)
+    (tmp / "model" / "model.safetensors").write_bytes(b"\x00" * 100)
+    (run / "latest.tmp").write_text("step-000030\n")
+    state = load_latest(run)
+    assert state["step"] == 20 and state["path"].name == "step-000020"
+    assert not tmp.exists() and not (run / "latest.tmp").exists()
+    # a damaged newest checkpoint: fall back to the previous one
+    (run / "step-000020" / "model" / "model.safetensors").write_bytes(b"garbage")
+    state = load_latest(run)
+    assert state["step"] == 10
+    ref = load_file(str(run / "step-000010" / "model" / "model.safetensors"))
+    assert all(torch.equal(state["model"][k], v) for k, v in ref.items())
+
+
+@pytest.mark.parametrize("case", ["missing_feats", "unknown_key", "unknown_preset", "vlm_width"])
+def test_bad_input_is_one_line_exit_2(case, feats, tmp_path, capsys):
+    from train.__main__ import main
+
+    argv = ["--config", TINY, "--data", str(feats), "--out", str(tmp_path / "run"), "--steps", "2"]
+    expect = {"missing_feats": "nope", "unknown_key": "optim.lrr", "unknown_preset": "huge",
+              "vlm_width": "vlm_dim"}[case]
+    if case == "missing_feats":
+        argv[3] = str(tmp_path / "nope")
+    elif case == "unknown_key":
+        argv += ["--set", "optim.lrr=1"]
+    elif case == "unknown_preset":
+        argv += ["--set", "model.preset=huge"]
+    else:
+        argv += ["--set", "model.vlm_dim=48"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and expect in err, err
+
+
+# -- the small parts ------------------------------------------------------------------------------------------
+def test_config_overrides_and_unknown_keys(tmp_path):
+    from collage.errors import UserError
+    from train.config import dit_config, load_config
+
+    cfg = load_config(TINY, ["optim.lr=3e-4", "optim.betas=[0.9, 0.95]", "train.steps=7", "model.depth=2",
+                             "data.sources=[a, b]", "data.weights=[1, 3]"])
+    assert cfg.optim.lr == 3e-4 and cfg.optim.betas == [0.9, 0.95] and cfg.train.steps == 7
+    assert cfg.data.weights == [1.0, 3.0] and isinstance(cfg.data.weights[0], float)
+    dit = dit_config(cfg.model)
+    assert dit.depth == 2 and dit.vlm_dim == 64 and dit.width == 64
+    for bad, word in [("optim.lrr=1", "optim.lrr"), ("nope.x=1", "nope"), ("optim.lr.x=1", "optim.lr.x"),
+                      ("optim.lr=fast", "optim.lr"), ("train.steps=1.5", "train.steps"), ("optim", "KEY=VALUE"),
+                      ("model.preset=huge", "huge"), ("optim.schedule=linear", "linear")]:
+        with pytest.raises(UserError, match=word.replace(".", r"\.")):
+            load_config(TINY, [bad])
+    (tmp_path / "bad.yaml").write_text("optim:\n  lr: 1.0e-4\n  warmup: 3\n")
+    with pytest.raises(UserError, match=r"optim\.warmup"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(UserError, match="no such file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_optimizer_groups_and_schedule():
+    from torch import nn
+
+    from model.dit import DreamOmniDiT
+    from train.config import OptimConfig, dit_config, load_config
+    from train.optim import build_optimizer, build_scheduler, lr_factor
+
+    model = DreamOmniDiT(dit_config(load_config(TINY).model))
+    opt = build_optimizer(model, OptimConfig(lr=1.0, weight_decay=0.1))
+    decay, no_decay = ({id(p) for p in g["params"]} for g in opt.param_groups)
+    assert opt.param_groups[1]["weight_decay"] == 0.0 and not decay & no_decay
+    assert len(decay) + len(no_decay) == len(list(model.parameters()))
+    for mod_name, mod in model.named_modules():
+        for name, p in mod.named_parameters(recurse=False):
+            if name == "bias" or isinstance(mod, (nn.LayerNorm, nn.GroupNorm)) or "Norm" in type(mod).__name__:
+                assert id(p) in no_decay, f"{mod_name}.{name}"
+            elif isinstance(mod, (nn.Linear, nn.Conv2d)):
+                assert id(p) in decay, f"{mod_name}.{name}"
+
+    cos = OptimConfig(lr=1.0, warmup_steps=4, schedule="cosine", min_lr_ratio=0.1)
+    assert [lr_factor(s, cos, 14) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(9, cos, 14) == pytest.approx(0.55) and lr_factor(14, cos, 14) == pytest.approx(0.1)
+    assert lr_factor(100, OptimConfig(warmup_steps=4), 14) == 1.0
+    sched = build_scheduler(opt, cos, 14)
+    lrs = []
+    for _ in range(14):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:4] == [0.25, 0.5, 0.75, 1.0] and lrs == sorted(lrs[:4]) + sorted(lrs[4:], reverse=True)
+
+
+def test_ema():
+    from torch import nn
+
+    from train.ema import EMA
+
+    lin = nn.Linear(2, 2).to(torch.bfloat16)
+    ema = EMA(lin, decay=0.5, interval=2, start=1)
+    assert all(t.dtype == torch.float32 for t in ema.shadow.values())
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+    ema.update(lin, 1)  # at start: copies
+    assert torch.equal(ema.shadow["weight"], torch.ones(2, 2))
+    with torch.no_grad():
+        lin.weight.fill_(3.0)
+    ema.update(lin, 3)  # not on the interval: unchanged
+    assert torch.equal(ema.shadow["weight"], torch.ones(2, 2))
+    ema.update(lin, 4)
+    assert torch.equal(ema.shadow["weight"], torch.full((2, 2), 2.0))
+    other = EMA(lin, decay=0.5, interval=2, start=1)
+    other.load_state_dict(ema.state_dict())
+    assert torch.equal(other.shadow["weight"], ema.shadow["weight"]) and other.updates == 1
+
+
+def test_non_finite_losses_skip_then_stop(feats, tmp_path, monkeypatch, torch_one_thread):
+    import train.loop as loop
+    from train.config import load_config
+
+    real, calls = loop.flow_loss, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) in (2, 4, 5, 6) else loss
+
+    monkeypatch.setattr(loop, "flow_loss", flaky)
+    cfg = load_config(TINY, [f"data.sources=[{str(feats)!r}]", "train.max_nonfinite=3", "train.steps=10",
+                             "train.ckpt_every=100"])
+    with pytest.raises(RuntimeError, match="not finite 3 steps in a row"):
+        loop.train(cfg, tmp_path / "run", echo=lambda m: None)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["skipped"] for r in rows] == [0, 1, 1, 2, 3]
+    assert torch.are_deterministic_algorithms_enabled() is False
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    import train.checkpoint as ck
+    from model.dit import DreamOmniDiT
+    from train.config import OptimConfig, dit_config, load_config
+    from train.ema import EMA
+    from train.optim import build_optimizer, build_scheduler, scheduler_state
+
+    model = DreamOmniDiT(dit_config(load_config(TINY).model))
+    opt = build_optimizer(model, OptimConfig())
+    sched = build_scheduler(opt, OptimConfig(), 10)
+    ema = EMA(model)
+    kw = dict(model=model, ema=ema, optimizer=opt, scheduler_state=scheduler_state(sched),
+              loader_state={"step": 1}, config={}, keep_last=2)
+    ck.save_checkpoint(tmp_path, 1, **kw)
+
+    def disk_full(root):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck, "_fsync_tree", disk_full)
+    with pytest.raises(OSError):
+        ck.save_checkpoint(tmp_path, 2, **kw)
+    assert (tmp_path / "latest").read_text().strip() == "step-000001"
+    assert not (tmp_path / "step-000002").exists() and list(tmp_path.glob(".tmp-*"))
+    state = ck.load_latest(tmp_path)
+    assert state["step"] == 1 and state["loader"] == {"step": 1} and not list(tmp_path.glob(".tmp-*"))
+    monkeypatch.undo()
+    for step in (2, 3, 4):
+        ck.save_checkpoint(tmp_path, step, **kw)
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-000003", "step-000004"]
+    assert ck.load_latest(tmp_path)["step"] == 4
