@@ -38,6 +38,7 @@ class RunLock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._created_root = False
+        self._started = time.time()
 
     # --- acquire / release ----------------------------------------------------------------------
 
@@ -118,8 +119,6 @@ class RunLock:
                            "what": self.what, "started": self._started, "heartbeat": time.time()}).encode()
 
     def _write_lease(self) -> None:
-        if not hasattr(self, "_started"):
-            self._started = time.time()
         data = self._lease()
         if self._fd is not None:  # rewritten in place: the file is the flock's, it must keep its inode
             os.ftruncate(self._fd, 0)

@@ -66,6 +66,16 @@ def stats_problem(stats: object, shard: int, expected_samples: int | None, confi
     return None
 
 
+def content_problems(tar_name: str, data: bytes, stats: dict) -> list[str]:
+    """Where a tar's bytes disagree with its stats marker (fields the marker lacks are not judged)."""
+    problems = []
+    if "sha256" in stats and hashlib.sha256(data).hexdigest() != stats["sha256"]:
+        problems.append(f"{tar_name}: sha256 differs from its stats file (corrupt or rewritten)")
+    if "bytes" in stats and len(data) != stats["bytes"]:
+        problems.append(f"{tar_name}: {len(data)} bytes, stats say {stats['bytes']}")
+    return problems
+
+
 @dataclass
 class FinishedShards:
     done: dict[int, dict] = field(default_factory=dict)  # shard → its stats

@@ -51,6 +51,18 @@ def storage_error(exc: OSError, where: str) -> StorageError | None:
     return StorageError(f"{exc.strerror or os.strerror(exc.errno)}: {exc.filename or where}")
 
 
+@contextmanager
+def refusals_as_storage_errors(where: str) -> Iterator[None]:
+    """Inside: a disk-full / read-only / permission OSError leaves as one StorageError naming `where`."""
+    try:
+        yield
+    except OSError as exc:
+        refused = storage_error(exc, where)
+        if refused is None:
+            raise
+        raise refused from None
+
+
 class Storage:
     def __init__(self, url: str):
         self.url = url

@@ -4,7 +4,6 @@ checked on its own, and a check that cannot run is itself reported as a problem.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -14,7 +13,7 @@ from collections import defaultdict
 from .config import RunConfig
 from .reader import decode_image
 from .runlock import live_holder
-from .shards import read_json, shard_pattern, shard_stem, stats_problem
+from .shards import content_problems, read_json, shard_pattern, shard_stem, stats_problem
 from .storage import Storage, open_storage
 from .tables import read_parquet
 from .tasks import required_members
@@ -121,10 +120,7 @@ def _check_shard(storage: Storage, listing: dict[str, int], cfg: RunConfig | Non
     data = storage.read_bytes(tar_name)
     totals["shards"] += 1
     totals["bytes"] += len(data)
-    if "sha256" in stats and hashlib.sha256(data).hexdigest() != stats.get("sha256"):
-        problems.append(f"{tar_name}: sha256 differs from its stats file (corrupt or rewritten)")
-    if "bytes" in stats and len(data) != stats.get("bytes"):
-        problems.append(f"{tar_name}: {len(data)} bytes, stats say {stats.get('bytes')}")
+    problems += content_problems(tar_name, data, stats)
     if sizes is not None and tar_name in sizes and sizes.get(tar_name) != stats.get("samples"):
         problems.append(f"{tar_name}: sizes.json says {sizes.get(tar_name)}, stats say {stats.get('samples')}")
     elif sizes is not None and tar_name not in sizes:

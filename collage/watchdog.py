@@ -15,8 +15,6 @@ import subprocess
 import sys
 import time
 
-from .runlock import pid_alive
-
 POLL_SECONDS = 1.0
 GRACE_SECONDS = 3.0  # between SIGTERM and SIGKILL
 
@@ -73,6 +71,12 @@ def _end(known: dict[int, float]) -> None:
             pass
 
 
+def _alive(pid: int) -> bool:
+    import psutil
+
+    return psutil.pid_exists(pid)
+
+
 def main(driver: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     me = os.getpid()
@@ -86,7 +90,7 @@ def main(driver: int) -> int:
             if not line:  # end of file: the driver is gone
                 break
         current = _descendants(driver)
-        if not current and not pid_alive(driver):
+        if not current and not _alive(driver):
             break
         current.pop(me, None)
         known.update(current)

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save
 
 from collage.shards import shard_stem
-from collage.storage import Storage, storage_error
+from collage.storage import Storage, refusals_as_storage_errors
 from collage.writer import ShardWriter
 
 from .conditioning import vlm_request
@@ -52,22 +52,17 @@ def featurize_shard(encoders: Encoders, settings: Settings, source: SourceShard,
     except (tarfile.TarError, OSError, EOFError) as exc:
         damage = f"{type(exc).__name__}: {exc}"[:200]  # the samples read before the damage are kept
     store = DTYPES[settings.dtype]
-    try:
-        with ShardWriter(storage, source.name, source.shard) as writer:
-            for start in range(0, len(prepared), settings.batch_size):
-                batch = prepared[start:start + settings.batch_size]
-                for sample, feats, meta in _encode(encoders, batch, store):
-                    writer.write(sample.key, {"feats.safetensors": feats, "json": meta},
-                                 {"task": sample.meta.get("task"), "op": sample.meta.get("op"),
-                                  "width": sample.meta["width"], "height": sample.meta["height"]})
-            return writer.commit({"config": settings.config_digest, "source": source.path, "skipped": skipped,
-                                  "source_damage": damage, "seconds_encode": round(time.time() - started, 3),
-                                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
-    except OSError as exc:
-        full = storage_error(exc, f"{out} (writing {shard_stem(source.name, source.shard)})")
-        if full is None:
-            raise
-        raise full from None
+    where = f"{out} (writing {shard_stem(source.name, source.shard)})"
+    with refusals_as_storage_errors(where), ShardWriter(storage, source.name, source.shard) as writer:
+        for start in range(0, len(prepared), settings.batch_size):
+            batch = prepared[start:start + settings.batch_size]
+            for sample, feats, meta in _encode(encoders, batch, store):
+                writer.write(sample.key, {"feats.safetensors": feats, "json": meta},
+                             {"task": sample.meta.get("task"), "op": sample.meta.get("op"),
+                              "width": sample.meta["width"], "height": sample.meta["height"]})
+        return writer.commit({"config": settings.config_digest, "source": source.path, "skipped": skipped,
+                              "source_damage": damage, "seconds_encode": round(time.time() - started, 3),
+                              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
 
 
 def _encode(encoders: Encoders, batch: list[PreparedSample], store: torch.dtype):

@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 import tarfile
 from dataclasses import dataclass
@@ -224,7 +223,3 @@ def prepare(key: str, members: dict[str, bytes], size: int, external: bool) -> P
     meta = {**meta, "source_size": [int(raw["tgt"].shape[1]), int(raw["tgt"].shape[0])], "width": width,
             "height": height, "bucket": bucket}
     return PreparedSample(key, meta, images)
-
-
-def source_size(path: str) -> int:
-    return os.path.getsize(path) if os.path.isfile(path) else 0

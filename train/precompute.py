@@ -161,8 +161,12 @@ def _run(storage, shards, settings, vlm_dir, vae_dir, device, workers, address, 
     todo = [s for s in shards if s.stem not in done]
     bar = _bar(len(shards), len(done), progress)
     load = (vlm_dir, vae_dir, device, settings)
+    need_uncond = not storage.exists("uncond.safetensors")
+    uncond = None
     try:
-        if backend == "local":
+        if not todo and not need_uncond:
+            pass  # all done: no encoder is loaded, no Ray instance started
+        elif backend == "local":
             if device == "auto":
                 import torch
 
@@ -172,12 +176,12 @@ def _run(storage, shards, settings, vlm_dir, vae_dir, device, workers, address, 
                 done[source.stem] = worker.run(source, storage.url)
                 _add(summary, done[source.stem])
                 bar(1)
-            uncond = worker.unconditional()
+            uncond = worker.unconditional() if need_uncond else None
         else:
-            uncond = _run_ray(load, todo, storage.url, workers, address, summary, done, bar)
+            uncond = _run_ray(load, todo, storage.url, workers, address, summary, done, bar, need_uncond)
     finally:
         bar(None)
-    if uncond is not None and not storage.exists("uncond.safetensors"):
+    if uncond is not None:
         storage.write_bytes("uncond.safetensors", uncond)
     storage.write_bytes("sizes.json", json.dumps(
         {f"{stem}.tar": stats["samples"] for stem, stats in sorted(done.items())}, indent=1).encode())
@@ -221,7 +225,7 @@ class _Worker:
         return save({"vlm": self.encoders.unconditional_vlm().to(DTYPES[self.settings.dtype]).contiguous().cpu()})
 
 
-def _run_ray(load, todo, out, workers, address, summary, done, bar) -> bytes | None:
+def _run_ray(load, todo, out, workers, address, summary, done, bar, need_uncond: bool) -> bytes | None:
     from collage.runner import ray_session
 
     with ray_session(workers, address) as ray:
@@ -259,7 +263,7 @@ def _run_ray(load, todo, out, workers, address, summary, done, bar) -> bytes | N
                         raise cause from None
                     summary.failed[source.stem] = (str(cause or exc).strip().splitlines() or ["?"])[-1][:300]
                 bar(1)
-        return ray.get(actors[0].unconditional.remote())
+        return ray.get(actors[0].unconditional.remote()) if need_uncond else None
 
 
 def _bar(total: int, completed: int, enabled: bool):

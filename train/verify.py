@@ -8,7 +8,6 @@ temporaries and a live writer reported. Names every problem; never stops at the 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import sys
@@ -18,7 +17,7 @@ from collections import defaultdict
 import click
 
 from collage.runlock import live_holder
-from collage.shards import read_json, stats_problem
+from collage.shards import content_problems, read_json, stats_problem
 from collage.storage import Storage, open_storage
 
 DTYPE_NAMES = {"bf16": "torch.bfloat16", "fp16": "torch.float16"}
@@ -83,8 +82,7 @@ def _check_shard(storage: Storage, listing: dict, stem: str, digest: str, hidden
     data = storage.read_bytes(tar_name)
     totals["shards"] += 1
     totals["bytes"] += len(data)
-    if hashlib.sha256(data).hexdigest() != stats["sha256"]:
-        problems.append(f"{tar_name}: sha256 differs from its stats file (corrupt or rewritten)")
+    problems += content_problems(tar_name, data, stats)
     if sizes is not None and sizes.get(tar_name) != stats["samples"]:
         problems.append(f"{tar_name}: sizes.json says {sizes.get(tar_name)}, stats say {stats['samples']}")
     count = _check_tar(tar_name, data, hidden, dtype, seen, problems, decode)
