@@ -71,14 +71,19 @@ def flow_loss(
     shift: float = 1.0,
     t: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    """MSE between predicted and target velocity, in float32."""
+    """MSE between predicted and target velocity, in float32: a scalar, or (B,) per sample with
+    reduction="none" (for per-task and per-timestep accounting)."""
     if t is None:
         t = sample_t(x0.shape[0], shift=shift, device=x0.device)
     if noise is None:
         noise = torch.randn_like(x0)
     pred = model(interpolate(x0, noise, t), t, vlm_feats, vlm_mask)
-    return F.mse_loss(pred.float(), velocity_target(x0, noise).float())
+    err = (pred.float() - velocity_target(x0, noise).float()).square()
+    if reduction == "none":
+        return err.flatten(1).mean(dim=1)
+    return err.mean()
 
 
 def sampling_schedule(steps: int, shift: float = 1.0, device: torch.device | str | None = None) -> torch.Tensor:

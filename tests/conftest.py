@@ -63,3 +63,21 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subpro
     """Run `collage ARGS` as a user would, in a fresh process."""
     return subprocess.run([sys.executable, "-m", "collage", *args], capture_output=True, text=True, timeout=timeout,
                           env=env or cli_env(), cwd=REPO)
+
+
+@pytest.fixture(scope="session")
+def tiny_features(tmp_path_factory) -> Path:
+    """Real collage runs of every task (12 samples each), precomputed with the tiny random encoders built
+    here: ROOT/feats, ROOT/vlm, ROOT/vae. What the trainer and sampler tests train and sample from."""
+    from collage.api import generate_run
+    from train.precompute import precompute
+    from train.tiny import build_tiny_vae, build_tiny_vlm
+
+    root = tmp_path_factory.mktemp("tiny_features")
+    vlm, vae = str(build_tiny_vlm(root / "vlm")), str(build_tiny_vae(root / "vae"))
+    sources = []
+    for task in ("t2i", "inpaint", "edit", "drag", "reference", "segdet"):
+        generate_run(out=str(root / task), task=task, n=12, seed=3, size=128, shard_size=12, backend="local")
+        sources.append(str(root / task))
+    precompute(sources, str(root / "feats"), vlm, vae, size=256, backend="local")
+    return root

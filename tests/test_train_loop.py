@@ -4,6 +4,7 @@ an uninterrupted one; a half-written checkpoint is ignored; user mistakes are on
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -21,29 +22,19 @@ TINY = str(ROOT / "train" / "configs" / "tiny.yaml")
 
 
 @pytest.fixture(scope="module")
-def feats(tmp_path_factory) -> Path:
-    from collage.api import generate_run
-    from train.precompute import precompute
-    from train.tiny import build_tiny_vae, build_tiny_vlm
-
-    root = tmp_path_factory.mktemp("trainloop")
-    vlm, vae = str(build_tiny_vlm(root / "vlm")), str(build_tiny_vae(root / "vae"))
-    sources = []
-    for task in ("t2i", "edit"):
-        generate_run(out=str(root / task), task=task, n=16, seed=3, size=128, shard_size=8, backend="local")
-        sources.append(str(root / task))
-    precompute(sources, str(root / "feats"), vlm, vae, size=256, backend="local")
-    return root / "feats"
+def feats(tiny_features) -> Path:
+    return tiny_features / "feats"
 
 
 def _cmd(feats: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "train", "--config", TINY, "--data", str(feats), "--out", str(out), *extra]
 
 
-def _env() -> dict:
+def _env(**extra: str) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"  # both runs alike; on a busy 2-core box one thread is the faster
+    env.update(extra)
     return env
 
 
@@ -58,82 +49,136 @@ def _tensors(run: Path, step: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def test_tiny_loss_falls(feats, tmp_path, torch_one_thread):
-    from model.dit import DreamOmniDiT
-    from model.flow import flow_loss, resolution_shift
-    from train.config import load_config
-    from train.loop import build_loader, train
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
+
+@pytest.fixture(scope="module")
+def tiny_run(feats, tmp_path_factory, torch_one_thread) -> Path:
+    """The tiny preset as shipped (50 steps, validation at 0/25/50, samples at 50), in this process."""
+    from train.config import load_config
+    from train.loop import train
+
+    run = tmp_path_factory.mktemp("tiny") / "run"
     cfg = load_config(TINY, [f"data.sources=[{str(feats)!r}]"])
     assert cfg.train.steps == 50
-    train(cfg, tmp_path / "run", echo=lambda m: None)  # its speed is bench material, not a test's
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == list(range(1, 51))
-    assert all({"loss", "lr", "grad_norm", "samples_per_s"} <= r.keys() for r in rows)
-    first = sum(r["loss"] for r in rows[:10]) / 10
-    last = sum(r["loss"] for r in rows[-10:]) / 10
-    assert last < 0.9 * first, (first, last)
-    assert sorted(p.name for p in (tmp_path / "run").glob("step-*")) == ["step-000030", "step-000040", "step-000050"]
+    summary = train(cfg, run, echo=lambda m: None)  # its speed is bench material, not a test's
+    assert summary["start"] == 0 and summary["steps"] == 50
+    return run
 
-    # held-out style check: the same batches, noise and t, untrained vs trained weights
-    from train.config import dit_config
 
-    batch = next(iter(build_loader(load_config(TINY, [f"data.sources=[{str(feats)!r}]", "data.seed=7",
-                                                      "data.cfg_dropout=0.0"]))))
-    x0, vlm, mask = batch["latent"].float(), batch["vlm"].float(), batch["vlm_mask"]
-    g = torch.Generator().manual_seed(0)
-    t = torch.rand(x0.shape[0], generator=g) * 0.8 + 0.1
-    noise = torch.randn(x0.shape, generator=g)
-    with torch.no_grad():
-        losses = [float(flow_loss(m.eval(), x0, vlm, mask, t=t, noise=noise, shift=resolution_shift(*x0.shape[-2:])))
-                  for m in (DreamOmniDiT(dit_config(cfg.model)),
-                            DreamOmniDiT.from_pretrained(tmp_path / "run" / "step-000050" / "model"))]
-    assert losses[1] < 0.9 * losses[0], losses
+def test_tiny_validation_loss_falls(tiny_run):
+    rows = _rows(tiny_run)
+    assert [r["step"] for r in rows] == list(range(0, 51))
+    val = {r["step"]: r["val_loss"] for r in rows if "val_loss" in r}
+    assert sorted(val) == [0, 25, 50]
+    assert val[50] < 0.8 * val[0], val  # the held-out set, fixed t and noise: only the weights moved
+    assert val[25] < val[0]
+    last = rows[-1]
+    assert set(last["val_loss_task"]) == {"t2i", "inpaint", "edit", "drag", "reference", "segdet"}
+    assert last["val_loss_ema"] < rows[0]["val_loss_ema"]
+    holdout = json.loads((tiny_run / "holdout.json").read_text())
+    assert len(holdout) == 12 and {h["task"] for h in holdout} == set(last["val_loss_task"])
+    assert sorted(p.name for p in tiny_run.glob("step-*")) == ["step-000030", "step-000040", "step-000050"]
+
+
+def test_tiny_metrics_are_complete(tiny_run):
+    rows = [r for r in _rows(tiny_run) if r["step"] > 0]
+    assert len(rows) == 50
+    seen_tasks = set()
+    for r in rows:
+        assert {"loss", "loss_task", "loss_t", "lr", "grad_norm", "samples_per_s", "tokens_per_s", "tflops", "mfu",
+                "data_wait", "peak_mem_gib", "skipped"} <= r.keys()
+        # the per-task and per-bin losses are the same samples as the step's loss, split two ways
+        assert 0 < r["loss"] < 10 and r["tflops"] > 0 and 0 <= r["data_wait"] <= 1 and r["peak_mem_gib"] > 0
+        assert r["mfu"] is None  # no known peak for a CPU
+        assert set(r["loss_t"]) <= {"0.00-0.25", "0.25-0.50", "0.50-0.75", "0.75-1.00"} and r["loss_t"]
+        seen_tasks |= set(r["loss_task"])
+        assert min(r["loss_task"].values()) <= r["loss"] <= max(r["loss_task"].values())
+    assert seen_tasks == {"t2i", "inpaint", "edit", "drag", "reference", "segdet"}
+    assert rows[0]["lr"] < rows[10]["lr"] and rows[-1]["lr"] < rows[10]["lr"]  # warm-up, then cosine
+    events = list((tiny_run / "tensorboard").glob("events.out.tfevents.*"))
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert events and events[0].stat().st_size > 0
+
+
+def test_tiny_sample_images(tiny_run):
+    """At step 50, the first two held-out conditions drawn and decoded at their own latent's size."""
+    from PIL import Image
+
+    from train.shards import index_shard
+
+    out = tiny_run / "samples" / "step-000050"
+    index = json.loads((out / "samples.json").read_text())
+    holdout = json.loads((tiny_run / "holdout.json").read_text())
+    assert [row["key"] for row in index] == [h["key"] for h in holdout[:2]]
+    for row, held in zip(index, holdout):
+        shard = index_shard(held["shard"])
+        latent = shard.table[shard.keys.index(row["key"])]
+        image = Image.open(out / f"{row['file']}.png")
+        assert image.size == (8 * int(latent["w"]), 8 * int(latent["h"])) and image.mode == "RGB"
+        assert row["task"] == held["task"] and row["vlm_text"]
 
 
 @pytest.fixture(scope="module")
 def resumed(feats, tmp_path_factory):
-    """(uninterrupted RUN, killed-and-resumed RUN), 20 steps each, in subprocesses."""
+    """An uninterrupted RUN and two killed-and-resumed ones (kill -9 between steps; kill -9 in the middle of
+    writing a checkpoint), 20 steps each, in subprocesses."""
     root = tmp_path_factory.mktemp("resume")
-    straight, killed = root / "straight", root / "killed"
-    done = subprocess.run(_cmd(feats, straight, "--steps", "20"), env=_env(), capture_output=True, text=True,
-                          timeout=120)
+    straight, killed, mid_save = root / "straight", root / "killed", root / "mid_save"
+    opts = ("--steps", "20", "--set", "eval.every=10", "--set", "eval.sample_every=0")
+    done = subprocess.run(_cmd(feats, straight, *opts), env=_env(), capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
 
-    proc = subprocess.Popen(_cmd(feats, killed, "--steps", "20", "--set", "train.step_sleep=0.3"), env=_env(),
+    proc = subprocess.Popen(_cmd(feats, killed, *opts, "--set", "train.step_sleep=0.3"), env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 90
-    while not (killed / "step-000010").is_dir():
-        assert proc.poll() is None and time.time() < deadline, "the run ended before its step-10 checkpoint"
+    _kill_when(proc, lambda: (killed / "step-000010").is_dir())
+    assert not (killed / "step-000020").exists(), "killed too late: nothing left to resume"
+
+    # a save that stops half-way (after the model, before meta.json) for 30 s: kill it there
+    proc = subprocess.Popen(_cmd(feats, mid_save, *opts), env=_env(COLLAGE_TEST_CHECKPOINT_PAUSE="30"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tmp = mid_save / ".tmp-step-000020"
+    _kill_when(proc, lambda: (tmp / "rank-00000" / "loader.json").is_file() and (tmp / "optim.pt").is_file(),
+               timeout=150)
+    assert not (mid_save / "step-000020").exists() and (mid_save / "latest").read_text().strip() == "step-000010"
+
+    for run in (killed, mid_save):
+        again = subprocess.run(_cmd(feats, run, *opts), env=_env(), capture_output=True, text=True, timeout=180)
+        assert again.returncode == 0, again.stderr
+        assert "resumed from step-000010" in again.stderr
+    return straight, killed, mid_save
+
+
+def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not ready():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before the moment to kill it"
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (killed / "step-000020").exists(), "killed too late: nothing left to resume"
-    again = subprocess.run(_cmd(feats, killed, "--steps", "20"), env=_env(), capture_output=True, text=True,
-                           timeout=120)
-    assert again.returncode == 0, again.stderr
-    assert "resumed from step-000010" in again.stderr
-    return straight, killed
 
 
-def test_kill9_resume_is_bitwise_exact(resumed):
-    straight, killed = resumed
+@pytest.mark.parametrize("which", ["between_steps", "mid_checkpoint_write"])
+def test_kill9_resume_is_bitwise_exact(resumed, which):
+    straight, killed = resumed[0], resumed[1 if which == "between_steps" else 2]
     a, b = _tensors(straight, 20), _tensors(killed, 20)
     assert a.keys() == b.keys() and len(a) > 0
     for name in a:
         assert torch.equal(a[name], b[name]), name
-    ra = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
-    rb = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rb] == list(range(1, 21))
-    assert [r["loss"] for r in ra] == [r["loss"] for r in rb]
+    ra, rb = _rows(straight), _rows(killed)
+    assert [r["step"] for r in rb] == list(range(0, 21))
+    assert [r.get("loss") for r in ra] == [r.get("loss") for r in rb]
+    assert [r.get("val_loss") for r in ra] == [r.get("val_loss") for r in rb]
+    assert not list(killed.glob(".tmp-*"))
 
 
 def test_half_written_checkpoint_is_ignored(resumed):
     from train.checkpoint import load_latest
 
-    _, run = resumed
+    run = resumed[1]
     # a save killed half-way: a temporary directory with some files and no meta.json
-    tmp = run / ".tmp-step-000030-12345"
+    tmp = run / ".tmp-step-000030"
     (tmp / "model").mkdir(parents=True)
     (tmp / "model" / "model.safetensors").write_bytes(b"\x00" * 100)
     (run / "latest.tmp").write_text("step-000030\n")
@@ -146,6 +191,37 @@ def test_half_written_checkpoint_is_ignored(resumed):
     assert state["step"] == 10
     ref = load_file(str(run / "step-000010" / "model" / "model.safetensors"))
     assert all(torch.equal(state["model"][k], v) for k, v in ref.items())
+
+
+def test_disk_full_fails_the_save_and_keeps_the_previous(feats, tmp_path):
+    """A real write failure (the kernel's file-size limit: EFBIG, as a full disk gives ENOSPC) during the final
+    save: the run says so in one line and exits 1; the previous checkpoint loads and the run finishes later."""
+    import resource
+
+    run = tmp_path / "run"
+    opts = ("--set", "eval.every=0", "--set", "eval.sample_every=0", "--set", "train.tensorboard=false")
+    first = subprocess.run(_cmd(feats, run, "--steps", "10", *opts), env=_env(), capture_output=True, text=True,
+                           timeout=180)
+    assert first.returncode == 0, first.stderr
+    limit = 64 * 1024  # the model's safetensors is larger; metrics lines and json files are not
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails (EFBIG) instead of killing us
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    (run / "metrics.jsonl").write_text("")  # keep it under the limit too
+    full = subprocess.run(_cmd(feats, run, "--steps", "20", *opts), env=_env(), capture_output=True, text=True,
+                          timeout=180, preexec_fn=small_files)
+    assert full.returncode == 1, full.stderr
+    err = full.stderr.strip().splitlines()
+    assert err[-1].startswith("error: saving step-000020") and "previous checkpoint is kept" in err[-1], err
+    assert "Traceback" not in full.stderr
+    assert (run / "latest").read_text().strip() == "step-000010" and not (run / "step-000020").exists()
+    assert not list(run.glob(".tmp-*"))
+    again = subprocess.run(_cmd(feats, run, "--steps", "20", *opts), env=_env(), capture_output=True, text=True,
+                           timeout=180)
+    assert again.returncode == 0 and "resumed from step-000010" in again.stderr, again.stderr
+    assert (run / "step-000020" / "meta.json").is_file()
 
 
 @pytest.mark.parametrize("case", ["missing_feats", "unknown_key", "unknown_preset", "vlm_width"])
@@ -259,7 +335,7 @@ def test_non_finite_losses_skip_then_stop(feats, tmp_path, monkeypatch, torch_on
 
     monkeypatch.setattr(loop, "flow_loss", flaky)
     cfg = load_config(TINY, [f"data.sources=[{str(feats)!r}]", "train.max_nonfinite=3", "train.steps=10",
-                             "train.ckpt_every=100"])
+                             "train.ckpt_every=100", "eval.every=0", "eval.sample_every=0"])
     with pytest.raises(RuntimeError, match="not finite 3 steps in a row"):
         loop.train(cfg, tmp_path / "run", echo=lambda m: None)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -288,10 +364,10 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ck, "_fsync_tree", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(ck.CheckpointError, match="No space left on device"):
         ck.save_checkpoint(tmp_path, 2, **kw)
     assert (tmp_path / "latest").read_text().strip() == "step-000001"
-    assert not (tmp_path / "step-000002").exists() and list(tmp_path.glob(".tmp-*"))
+    assert not (tmp_path / "step-000002").exists() and not list(tmp_path.glob(".tmp-*"))
     state = ck.load_latest(tmp_path)
     assert state["step"] == 1 and state["loader"] == {"step": 1} and not list(tmp_path.glob(".tmp-*"))
     monkeypatch.undo()

@@ -1,4 +1,5 @@
 """`python -m train --config train/configs/tiny.yaml --data FEATS --out RUN [--steps N] [--set KEY=VALUE ...]`
+(or `torchrun --nproc-per-node G -m train ...`: every process runs this)
 
 Trains a DreamOmni DiT on precomputed feature shards; rerunning into the same RUN resumes from its latest
 checkpoint. User mistakes (a missing FEATS, an unknown config key or preset) are one line and exit 2.
@@ -6,6 +7,7 @@ checkpoint. User mistakes (a missing FEATS, an unknown config key or preset) are
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -19,7 +21,7 @@ import click
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config field")
 def cli(config_path, data, out, steps, overrides):
     from .config import load_config
-    from .loop import train
+    from .loop import TrainingError, train
 
     extra = list(overrides)
     if data:
@@ -27,8 +29,12 @@ def cli(config_path, data, out, steps, overrides):
     if steps is not None:
         extra.append(f"train.steps={steps}")
     cfg = load_config(config_path, extra)
-    summary = train(cfg, out, echo=lambda m: click.echo(m, err=True))
-    if summary["start"] < summary["steps"]:
+    try:
+        summary = train(cfg, out, echo=lambda m: click.echo(m, err=True))
+    except TrainingError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if summary["start"] < summary["steps"] and os.environ.get("RANK", "0") == "0":
         click.echo(f"step {summary['steps']}: loss {summary['loss']:.4f} -> {out}")
 
 

@@ -34,15 +34,22 @@ class ModelConfig:
     time_freq_dim: int | None = None
     rope_theta: float | None = None
     qk_norm: bool | None = None
+    # Start a fresh run from these weights (stage 2 from stage 1, ...): a previous RUN (its latest
+    # checkpoint), a step-NNNNNN directory, or a save_pretrained directory. Ignored when RUN resumes.
+    init_from: str | None = None
+    init_from_ema: bool = False  # take the EMA weights of init_from instead of the raw ones
 
 
 @dataclass
 class DataConfig:
     sources: list[str] = field(default_factory=list)  # feature dirs (FEATS); --data sets this
     weights: list[float] | None = None  # mixing weight per source (default: equal)
-    batch_size: int = 4
+    batch_size: int = 4  # per micro-batch per process (GPU)
+    # Samples per optimizer step over all processes; gradient accumulation makes up the difference:
+    # accumulation = global_batch_size / (processes x batch_size). None: processes x batch_size.
+    global_batch_size: int | None = None
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader workers per micro-batch stream (each accumulation slot has one)
     cfg_dropout: float = 0.1
     max_vlm_len: int | None = 512
 
@@ -67,6 +74,19 @@ class EMAConfig:
 
 
 @dataclass
+class EvalConfig:
+    every: int = 0  # validation loss every this many steps (and at the end); 0: never
+    holdout: int = 32  # samples held out of training for validation and sample images (fixed at the first start)
+    timesteps: int = 8  # the fixed t grid each held-out sample is scored at (bin midpoints)
+    ema: bool = True  # also score the EMA weights
+    sample_every: int = 0  # sample images of held-out conditions every this many steps (and at the end); 0: never
+    samples: int = 4  # how many held-out conditions to draw
+    sample_steps: int = 20
+    cfg: float = 4.5
+    vae: str | None = None  # VAE folder to decode with (default: the one the features were made with, if present)
+
+
+@dataclass
 class TrainLoopConfig:
     steps: int = 1000
     log_every: int = 1
@@ -77,6 +97,15 @@ class TrainLoopConfig:
     deterministic: bool = True
     max_nonfinite: int = 10  # stop after this many non-finite losses in a row (each skips its step)
     step_sleep: float = 0.0  # seconds to sleep after each step (tests: a window to kill the process)
+    parallel: str = "ddp"  # ddp | fsdp (FSDP2, fully_shard per joint block); one process: neither
+    precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | bf16 | fp32
+    tf32: bool = True  # TF32 matmuls for what runs in fp32 on GPU
+    compile: bool = False  # torch.compile each block
+    activation_checkpointing: bool = False  # recompute each joint block's activations in the backward
+    peak_tflops: float | None = None  # per device, for MFU (default: known GPUs' dense bf16 peak; CPU: none)
+    timestep_bins: int = 4  # the loss is also logged per bin of t (equal widths on [0, 1])
+    progress: bool = True  # a progress bar with ETA on an interactive terminal
+    tensorboard: bool = True  # also log to RUN/tensorboard when tensorboard is installed
 
 
 @dataclass
@@ -85,6 +114,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
 
     def to_dict(self) -> dict:
@@ -215,13 +245,30 @@ def validate(cfg: Config) -> None:
             raise UserError(f"train.{name} {getattr(cfg.train, name)}: too small")
     if cfg.ema.interval < 1 or not 0 <= cfg.ema.decay <= 1:
         raise UserError("ema: interval must be >= 1 and decay in [0, 1]")
+    if cfg.data.global_batch_size is not None and cfg.data.global_batch_size < cfg.data.batch_size:
+        raise UserError(f"data.global_batch_size {cfg.data.global_batch_size} is smaller than data.batch_size "
+                        f"{cfg.data.batch_size}")
+    choices = {"parallel": ("ddp", "fsdp"), "precision": ("auto", "bf16", "fp32")}
+    for name, allowed in choices.items():
+        if getattr(cfg.train, name) not in allowed:
+            raise UserError(f"train.{name} {getattr(cfg.train, name)!r}: choose one of {', '.join(allowed)}")
+    if cfg.train.timestep_bins < 1:
+        raise UserError(f"train.timestep_bins {cfg.train.timestep_bins}: use 1 or more")
+    for name in ("every", "holdout", "sample_every", "samples"):
+        if getattr(cfg.eval, name) < 0:
+            raise UserError(f"eval.{name} {getattr(cfg.eval, name)}: use 0 or more")
+    if cfg.eval.timesteps < 1 or cfg.eval.sample_steps < 1:
+        raise UserError("eval.timesteps and eval.sample_steps: use 1 or more")
+    if cfg.model.init_from is not None and not Path(cfg.model.init_from).exists():
+        raise UserError(f"model.init_from {cfg.model.init_from}: no such run or model directory")
 
 
 def dit_config(cfg: ModelConfig):
     """The DiTConfig of a ModelConfig: the preset with its overrides."""
     from model.dit import PRESETS
 
-    over = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "preset"}
+    over = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+            if f.name not in ("preset", "init_from", "init_from_ema")}
     over = {k: v for k, v in over.items() if v is not None}
     try:
         return dataclasses.replace(PRESETS[cfg.preset], **over)

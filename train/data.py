@@ -85,7 +85,8 @@ class LoaderConfig:
     mp_context: str | None = None  # DataLoader multiprocessing context ("fork", "spawn", …)
     cfg_dropout: float = 0.0  # probability that a sample's condition is replaced by the unconditional one
     uncond: str | None = None  # its safetensors (key `vlm`); default: uncond.safetensors in a source dir
-    exclude: str | Sequence[str] | None = None  # QA exclusion list path(s): gallery flags.json, csv, txt
+    exclude: str | Sequence[str] | frozenset[str] | None = None  # QA exclusion list path(s) (gallery flags.json,
+    # csv, txt), or a set of keys (a trainer's held-out samples)
     shuffle_shards: bool = True
     shuffle_samples: bool = True  # False: each bucket reads a shard front to back (storage bad at random reads)
     bucket_weights: Mapping[Bucket, float] | None = None  # {(size, index): sample share}; default: probed
@@ -141,8 +142,12 @@ class FeatureLoader:
             share = share if share.sum() > 0 else np.asarray(weights)
             mix.append(tuple(float(x) for x in share / share.sum()))
         self.streams = max(1, config.num_workers)
-        exclude = (excluded_keys(config.exclude) if isinstance(config.exclude, (str, Path))
-                   else frozenset().union(*(excluded_keys(p) for p in config.exclude or ())))
+        if isinstance(config.exclude, (set, frozenset)):  # the keys themselves
+            exclude = frozenset(config.exclude)
+        elif isinstance(config.exclude, (str, Path)):
+            exclude = excluded_keys(config.exclude)
+        else:
+            exclude = frozenset().union(*(excluded_keys(p) for p in config.exclude or ()))
         stream_plan = StreamPlan(names, shards, tuple(mix), slots, channels, hidden, int(config.seed), exclude,
                                  config.shuffle_shards, config.shuffle_samples)
         dtype = DTYPES[config.dtype]
@@ -150,6 +155,7 @@ class FeatureLoader:
                           config.schedule_jitter, config.max_vlm_len, config.cfg_dropout,
                           _uncond(config, uncond, shards, hidden, dtype), dtype, config.log_interval_s)
         self.buckets: tuple[Bucket, ...] = slots
+        self.latent_channels, self.vlm_dim = channels, hidden  # what every sample must have
         self.batch_sizes: dict[Bucket, int] = dict(zip(slots, sizes))
         self.samples_per_step = world_size * float(np.dot(shares, sizes))  # all ranks, on average
         self.steps_per_epoch = (None if config.epoch_samples is None
@@ -264,7 +270,7 @@ def _sources(spec: Sequence) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ..
         weight = float(weight)
         if not (weight > 0 and math.isfinite(weight)):
             raise ValueError(f"source {path}: weight {weight} (use a positive number)")
-        found = _shard_paths(str(path))
+        found = shard_paths(str(path))
         if not found:
             raise ValueError(f"source {path}: no feature shards there")
         names.append(str(path))
@@ -274,7 +280,7 @@ def _sources(spec: Sequence) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ..
     return tuple(names), tuple(shards), tuple(w / total for w in weights)
 
 
-def _shard_paths(path: str) -> list[str]:
+def shard_paths(path: str) -> list[str]:
     """A feature dir's finished shards (sizes.json, else stats markers, else *.tar), a shard, or a glob."""
     if os.path.isdir(path):
         sizes = os.path.join(path, "sizes.json")

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -37,6 +39,19 @@ class EMA:
         state = model.state_dict()
         for name, t in self.shadow.items():
             state[name].copy_(t.to(state[name].dtype))
+
+    @contextlib.contextmanager
+    def swapped(self, model: nn.Module):
+        """Inside the block the model holds the EMA weights; its own come back afterwards (sharded or not)."""
+        state = model.state_dict()
+        saved = {name: state[name].detach().clone() for name in self.shadow}
+        self.copy_to(model)
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for name, t in saved.items():
+                    state[name].copy_(t)
 
     def state_dict(self) -> dict:
         return {"shadow": dict(self.shadow), "meta": {"decay": self.decay, "interval": self.interval,

@@ -70,6 +70,8 @@ def clip_grad(model: nn.Module, max_norm: float) -> float:
     """Clip the global grad norm to max_norm (<= 0: no clipping); returns the norm before clipping."""
     params = [p for p in model.parameters() if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"), foreach=False)
+    if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor, already reduced over the shards
+        norm = norm.full_tensor()
     return float(norm)
 
 
