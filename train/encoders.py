@@ -398,6 +398,38 @@ class LatentEncoder:
         z = self.vae.encode(x).latent_dist.mean  # (B, 16, H/8, W/8): the posterior mean, no sampling
         return (z - self.shift_factor) * self.scaling_factor
 
+    def decode(self, latents: torch.Tensor | list[torch.Tensor], batch_size: int | None = None) -> list[np.ndarray]:
+        """The inverse of `encode`: normalised latents -> uint8 (H, W, 3) RGB images, in input order.
+
+        `latents` is one (B, 16, h, w) tensor, one (16, h, w) tensor or a list of (16, h, w) tensors (a
+        list may mix sizes: latents of one size share batches of `batch_size`, None: all at once). Each is
+        un-normalised (z / scale + shift, what encode's (z - shift) * scale undoes), decoded by the VAE,
+        and mapped from [-1, 1] back to 0..255 (clamped, rounded)."""
+        if isinstance(latents, torch.Tensor):
+            latents = list(latents) if latents.dim() == 4 else [latents]
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, z in enumerate(latents):
+            if z.dim() != 3 or z.shape[0] != LATENT_CHANNELS:
+                raise ValueError(f"the VAE decodes ({LATENT_CHANNELS}, h, w) latents, got {tuple(z.shape)}")
+            by_size.setdefault(tuple(z.shape[1:]), []).append(i)
+        out: list[np.ndarray | None] = [None] * len(latents)
+        for indices in by_size.values():
+            size = batch_size or len(indices)
+            for start in range(0, len(indices), size):
+                chunk = indices[start:start + size]
+                images = self._decode(torch.stack([latents[i] for i in chunk]))
+                for row, i in enumerate(chunk):
+                    out[i] = images[row]
+        return out
+
+    @torch.inference_mode()
+    def _decode(self, z: torch.Tensor) -> np.ndarray:
+        """(B, 16, h, w) normalised latents -> (B, h·8, w·8, 3) uint8."""
+        z = z.to(self.device, self.dtype) / self.scaling_factor + self.shift_factor
+        x = self.vae.decode(z).sample  # (B, 3, H, W), about [-1, 1]
+        x = ((x.float().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+        return np.ascontiguousarray(x.permute(0, 2, 3, 1).cpu().numpy())
+
 
 # --------------------------------------------------------------------------- both
 
