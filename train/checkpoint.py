@@ -28,6 +28,7 @@ import random
 import re
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -345,7 +346,9 @@ def full_state(path: str | Path, ema: bool = False) -> tuple[dict, dict[str, tor
 
     model = DreamOmniDiT(model_cfg)
     state = {k: v.float() for k, v in model.state_dict().items()}
-    dcp.load({"ema" if ema else "model": state}, checkpoint_id=str(path / "dcp"), no_dist=True)
+    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.load({"ema" if ema else "model": state}, checkpoint_id=str(path / "dcp"), no_dist=True)
     return fields, state
 
 

@@ -329,7 +329,7 @@ def resolve_checkpoint(path: str | Path) -> CheckpointPaths:
                             "give the run directory or another step")
         if _sharded(path):
             raise UserError(f"--model {path}: a sharded (FSDP) checkpoint: export it to one folder first "
-                            "(train.checkpoint.export(step_dir, out, ema=...)) and give that folder")
+                            "(python -m train.export RUN --out DIR [--ema]) and give that folder")
         match = STEP_DIR.match(path.name)
         ema = path / "ema.safetensors"
         return CheckpointPaths(path / "model", ema if ema.is_file() else None, int(match[1]) if match else None)
