@@ -173,6 +173,48 @@ def test_kill9_resume_is_bitwise_exact(resumed, which):
     assert not list(killed.glob(".tmp-*"))
 
 
+def test_sigterm_saves_at_the_step_and_resumes_exactly(resumed, feats, tmp_path):
+    """A preempted job (SIGTERM): the step in flight finishes, a checkpoint of that step is written, exit 143;
+    the rerun resumes there and ends bitwise equal to the uninterrupted run."""
+    straight, run = resumed[0], tmp_path / "run"
+    opts = ("--steps", "20", "--set", "eval.every=10", "--set", "eval.sample_every=0")
+    proc = subprocess.Popen(_cmd(feats, run, *opts, "--set", "train.step_sleep=0.3"), env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").is_file() or len(_rows(run)) < 14:  # step 13 logged
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else ""
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    latest = (run / "latest").read_text().strip()
+    assert latest not in ("step-000010", "step-000020") and f"checkpoint {run / latest} saved" in err, (latest, err)
+    assert err.strip().splitlines()[-1].startswith("stopped by SIGTERM after step") and "Traceback" not in err
+    again = subprocess.run(_cmd(feats, run, *opts), env=_env(), capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0 and f"resumed from {latest}" in again.stderr, again.stderr
+    a, b = _tensors(straight, 20), _tensors(run, 20)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_second_trainer_on_the_same_run_is_refused(feats, tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_cmd(feats, run, "--steps", "20", "--set", "train.step_sleep=0.5"), env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (run / "metrics.jsonl").is_file():
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        second = subprocess.run(_cmd(feats, run, "--steps", "20"), env=_env(), capture_output=True, text=True,
+                                timeout=120)
+        assert second.returncode == 2, second.stderr
+        err = second.stderr.strip().splitlines()
+        assert len(err) == 1 and "is being written by another run (python -m train" in err[0], err
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_half_written_checkpoint_is_ignored(resumed):
     from train.checkpoint import load_latest
 

@@ -21,7 +21,7 @@ import click
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config field")
 def cli(config_path, data, out, steps, overrides):
     from .config import load_config
-    from .loop import TrainingError, train
+    from .loop import TrainingError, TrainingStopped, train
 
     extra = list(overrides)
     if data:
@@ -34,6 +34,9 @@ def cli(config_path, data, out, steps, overrides):
     except TrainingError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except TrainingStopped as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(exc.exit_code)
     if summary["start"] < summary["steps"] and os.environ.get("RANK", "0") == "0":
         click.echo(f"step {summary['steps']}: loss {summary['loss']:.4f} -> {out}")
 

@@ -20,7 +20,10 @@ import logging
 import math
 import os
 import random
+import signal
+import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +48,38 @@ log = logging.getLogger("train.loop")
 
 class TrainingError(RuntimeError):
     """The run stopped for a reason that is not the user's input (non-finite losses, a failed final save)."""
+
+
+class TrainingStopped(Exception):
+    """SIGTERM or Ctrl-C: the step in flight finished, a checkpoint was saved, the run can be resumed."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class StopSignals:
+    """Records SIGTERM / SIGINT instead of raising mid-step (a preempted job saves at the end of its step);
+    a second signal stops at once. Only the main thread can install handlers; elsewhere this does nothing."""
+
+    def __init__(self):
+        self.received: list[int] = []
+        self._old = {}
+
+    def _record(self, signum, frame) -> None:
+        if self.received:
+            raise KeyboardInterrupt()
+        self.received.append(signum)
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -112,13 +147,25 @@ def train(cfg: Config, run: str | Path, echo=print) -> dict:
     before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
     world = init_distributed(cfg.train.device)
     try:
-        return _train(cfg, Path(run), world, echo if world.main else (lambda message: None))
+        with _run_lock(Path(run), world), StopSignals() as stops:
+            return _train(cfg, Path(run), world, echo if world.main else (lambda message: None), stops)
     finally:
         world.close()
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
-def _train(cfg: Config, run: Path, world, echo) -> dict:
+def _run_lock(run: Path, world):
+    """One trainer per RUN (rank 0 holds collage's run lock: a flock plus a heartbeat lease)."""
+    if not world.main:
+        return nullcontext()
+    from collage.runlock import RunLock
+    from collage.storage import open_storage
+
+    run.mkdir(parents=True, exist_ok=True)
+    return RunLock(open_storage(str(run), "--out"), what="python -m train")
+
+
+def _train(cfg: Config, run: Path, world, echo, stops: StopSignals) -> dict:
     t, device = cfg.train, world.device
     seed_everything(t.seed, t.deterministic)  # the same on every rank: identical initial weights
     set_backend_flags(t)
@@ -233,8 +280,9 @@ def _train(cfg: Config, run: Path, world, echo) -> dict:
                 tokens += B * (h // 2) * (w // 2)
                 flops += train_flops(mcfg, B, h, w, feats.shape[1])
             grad_norm = clip_grad(model, cfg.optim.grad_clip)  # the global norm: the same on every rank
-            finite = world.all_reduce_max(0.0 if math.isfinite(step_loss) else 1.0) == 0.0
-            if finite and math.isfinite(grad_norm):
+            flags = world.any([not math.isfinite(step_loss), bool(stops.received)])  # one collective a step
+            nonfinite, stopping = flags
+            if not nonfinite and math.isfinite(grad_norm):
                 optimizer.step()
                 in_a_row = 0
             else:  # a non-finite loss or gradient (on any rank: the norm is global): skip the update
@@ -271,6 +319,12 @@ def _train(cfg: Config, run: Path, world, echo) -> dict:
                 evaluate(done, record)
                 if len(record) > 1:
                     metrics.write(record)
+            if stopping and done < t.steps:  # (at the last step the run just finishes)
+                checkpoint(done)
+                why = "SIGTERM" if signal.SIGTERM in stops.received or not stops.received else "Ctrl-C"
+                raise TrainingStopped(f"stopped by {why} after step {done}: checkpoint {run / f'step-{done:06d}'} "
+                                      "saved; rerun the same command to resume",
+                                      stops.received[0] if stops.received else signal.SIGTERM)
             if done % t.ckpt_every == 0 or done == t.steps:
                 try:
                     checkpoint(done)

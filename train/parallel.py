@@ -55,6 +55,14 @@ class World:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return float(t.item())
 
+    def any(self, flags: list[bool]) -> list[bool]:
+        """Per flag: is it set on any rank (one all-reduce for all of them)."""
+        if not self.distributed:
+            return [bool(f) for f in flags]
+        t = torch.tensor([float(f) for f in flags], device=self._comm_device())
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return [bool(v) for v in t.tolist()]
+
     def broadcast_object(self, obj):
         if not self.distributed:
             return obj
