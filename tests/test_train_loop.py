@@ -309,6 +309,32 @@ def test_config_overrides_and_unknown_keys(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("stage,size,batch,lr,steps", [(1, 256, 2048, 1e-4, 377_000), (2, 512, 1024, 5e-5, 189_000),
+                                                       (3, 1024, 256, 2e-5, 140_000)])
+def test_paper_stage_configs(stage, size, batch, lr, steps, tmp_path):
+    """The three 2.5b stages as the paper trains them; the global batch holds through accumulation."""
+    from collage.errors import UserError
+    from model.dit import num_params
+    from train.config import dit_config, load_config
+    from train.loop import accumulation
+
+    path = ROOT / "train" / "configs" / f"2.5b-stage{stage}-{size}.yaml"
+    extra = [f"data.sources=[{str(tmp_path)!r}]"] + ([f"model.init_from={tmp_path}"] if stage > 1 else [])
+    cfg = load_config(path, extra)
+    assert (cfg.data.global_batch_size, cfg.optim.lr, cfg.train.steps) == (batch, lr, steps)
+    assert 2.4e9 < num_params(dit_config(cfg.model)) < 2.6e9 and cfg.model.vlm_dim == 3584
+    assert (cfg.train.parallel, cfg.train.precision, cfg.train.activation_checkpointing) == ("fsdp", "bf16", True)
+    assert accumulation(cfg, 64) == 1 and accumulation(cfg, 8) == 8
+    assert f"--size {size}" in path.read_text()
+    if stage > 1:
+        assert cfg.model.init_from == str(tmp_path)
+        assert load_config(path, extra[:1] + [f"model.init_from={tmp_path}"]).model.init_from_ema is False
+        with pytest.raises(UserError, match="model.init_from runs/2.5b-s"):  # the shipped path: stage 1's --out
+            load_config(path, extra[:1])
+    with pytest.raises(UserError, match="not a multiple of 48 processes"):
+        accumulation(cfg, 48)
+
+
 def test_optimizer_groups_and_schedule():
     from torch import nn
 
