@@ -235,7 +235,7 @@ def _train(cfg: Config, run: Path, world, echo, stops: StopSignals) -> dict:
             if e.ema:
                 with ema.swapped(unwrap(model)):
                     record["val_loss_ema"] = validation_loss(model, held, e.timesteps, t.seed, device, dtype)["val_loss"]
-        if samples_writer is not None and (step % e.sample_every == 0 or final):
+        if samples_writer is not None and step > 0 and (step % e.sample_every == 0 or final):
             with ema.swapped(unwrap(model)):
                 samples_writer.write(model, run, step, device, dtype)
 
@@ -256,6 +256,7 @@ def _train(cfg: Config, run: Path, world, echo, stops: StopSignals) -> dict:
             evaluate(0, record)
             if len(record) > 1:
                 metrics.write(record)
+            tic = time.perf_counter()
         for step in range(start, t.steps):
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0

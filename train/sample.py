@@ -314,6 +314,10 @@ def resolve_checkpoint(path: str | Path) -> CheckpointPaths:
     if not path.is_dir():
         raise UserError(f"--model {path}: not a directory (give a training run, one of its step-NNNNNN "
                         "checkpoints or a save_pretrained folder)")
+    from .checkpoint import list_checkpoints
+
+    if (path / "latest").is_file() or list_checkpoints(path):  # a training run (its config.json is the trainer's)
+        return _run_checkpoint(path)
     if (path / "config.json").is_file():  # a save_pretrained folder (possibly a checkpoint's model/)
         parent_ema = path.parent / "ema.safetensors"
         if (path / "ema.safetensors").is_file():
@@ -333,7 +337,12 @@ def resolve_checkpoint(path: str | Path) -> CheckpointPaths:
         match = STEP_DIR.match(path.name)
         ema = path / "ema.safetensors"
         return CheckpointPaths(path / "model", ema if ema.is_file() else None, int(match[1]) if match else None)
-    from .checkpoint import list_checkpoints  # a run: its checkpoints
+    return _run_checkpoint(path)
+
+
+def _run_checkpoint(path: Path) -> CheckpointPaths:
+    """A training run's checkpoint: the one `latest` names, else the newest complete one."""
+    from .checkpoint import list_checkpoints
 
     found = list_checkpoints(path)
     if not found:

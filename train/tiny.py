@@ -5,6 +5,7 @@
 preprocessor_config.json), so `train.encoders` loads it through the same code path as the real one.
 `build_tiny_vae(path)` writes a FLUX-style AutoencoderKL (16 latent channels, 8x down, FLUX scaling and
 shift). Each is well under 1 MB, builds in a fraction of a second, and is the same bytes every time.
+`python -m train.tiny DIR` writes both (DIR/vlm, DIR/vae).
 
 `real_2b=True` gives Qwen2-VL-2B's sizes (1536 hidden, 28 layers, 32-deep vision tower) with random
 weights, for throughput benches on a GPU; it is several GB, never for tests.
@@ -145,3 +146,19 @@ def _vision_config(hidden_size: int, real_2b: bool) -> dict:
         return dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16, mlp_ratio=4)
     # hidden_size is the merger's output: the language model's width.
     return dict(depth=2, embed_dim=32, hidden_size=hidden_size, num_heads=2, mlp_ratio=2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m train.tiny DIR`: DIR/vlm and DIR/vae, to try precompute, training and sampling offline."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m train.tiny", description=main.__doc__)
+    parser.add_argument("dir", help="where to write vlm/ and vae/")
+    args = parser.parse_args(argv)
+    root = Path(args.dir)
+    print(f"wrote {build_tiny_vlm(root / 'vlm')} (hidden 64) and {build_tiny_vae(root / 'vae')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
