@@ -120,6 +120,19 @@ def test_tiny_sample_images(tiny_run):
         assert row["task"] == held["task"] and row["vlm_text"]
 
 
+def test_sample_from_the_trained_run(tiny_run, tiny_features, tmp_path):
+    """`python -m train.sample --model RUN` takes the run's latest checkpoint (RUN/config.json is the trainer's)."""
+    from PIL import Image
+
+    from train.sample import main
+
+    out = tmp_path / "t2i.png"
+    assert main(["--model", str(tiny_run), "--ema", "--vlm", str(tiny_features / "vlm"), "--vae",
+                 str(tiny_features / "vae"), "--size", "64", "--steps", "2", "--prompt", "a red circle",
+                 "--out", str(out)]) == 0
+    assert Image.open(out).size == (64, 64)
+
+
 @pytest.fixture(scope="module")
 def resumed(feats, tmp_path_factory):
     """An uninterrupted RUN and two killed-and-resumed ones (kill -9 between steps; kill -9 in the middle of
