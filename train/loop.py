@@ -266,7 +266,8 @@ def _train(cfg: Config, run: Path, world, echo, stops: StopSignals) -> dict:
                 wait += time.perf_counter() - t0
                 x0 = batch["latent"].to(device, torch.float32, non_blocking=True)
                 feats = batch["vlm"].to(device, torch.float32, non_blocking=True)
-                mask = batch["vlm_mask"].to(device, non_blocking=True)
+                mask = batch["vlm_mask"]  # None when nothing is padded: SDPA may then take the flash kernel
+                mask = None if bool(mask.all()) else mask.to(device, non_blocking=True)
                 B, _, h, w = x0.shape
                 tt = sample_t(B, shift=resolution_shift(h, w), generator=gen, device=device)
                 noise = torch.randn(x0.shape, generator=gen, device=device)

@@ -167,16 +167,20 @@ def _run(storage, shards, settings, vlm_dir, vae_dir, device, workers, address, 
         if not todo and not need_uncond:
             pass  # all done: no encoder is loaded, no Ray instance started
         elif backend == "local":
-            if device == "auto":
-                import torch
+            import torch
 
+            if device == "auto":
                 load = (vlm_dir, vae_dir, "cuda" if torch.cuda.is_available() else "cpu", settings)
-            worker = _Worker(*load)
-            for source in todo:
-                done[source.stem] = worker.run(source, storage.url)
-                _add(summary, done[source.stem])
-                bar(1)
-            uncond = worker.unconditional() if need_uncond else None
+            threads = torch.get_num_threads()  # the in-process worker pins one thread: the caller's comes back
+            try:
+                worker = _Worker(*load)
+                for source in todo:
+                    done[source.stem] = worker.run(source, storage.url)
+                    _add(summary, done[source.stem])
+                    bar(1)
+                uncond = worker.unconditional() if need_uncond else None
+            finally:
+                torch.set_num_threads(threads)
         else:
             uncond = _run_ray(load, todo, storage.url, workers, address, summary, done, bar, need_uncond)
     finally:
