@@ -23,12 +23,8 @@ SOURCE_WH = (120, 80)  # a 3:2 source: at --size 64 its bucket is 80x48, at 128 
 
 
 @pytest.fixture(scope="module")
-def one_thread():
+def one_thread(torch_one_thread):
     """The subprocesses run with OMP_NUM_THREADS=1; the in-process runs match them (and tiny ops are faster)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -322,6 +323,17 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the VAE
 
+def _size_batches(sizes: list[tuple[int, ...]], batch_size: int | None) -> Iterator[list[int]]:
+    """Indices grouped by size (first-seen order), in chunks of batch_size (None: a whole group at once)."""
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for i, size in enumerate(sizes):
+        by_size.setdefault(size, []).append(i)
+    for indices in by_size.values():
+        step = batch_size or len(indices)
+        for start in range(0, len(indices), step):
+            yield indices[start:start + step]
+
+
 class LatentEncoder:
     """The FLUX VAE's encoder, frozen: uint8 (H, W, 3) -> (z - shift) * scale, (16, H/8, W/8)."""
 
@@ -367,17 +379,11 @@ class LatentEncoder:
     def encode(self, images: list[np.ndarray], batch_size: int | None = None) -> list[torch.Tensor]:
         """Each image's normalised latent, in input order; images of one size share batches of `batch_size`
         (None: all of one size at once)."""
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for i, image in enumerate(images):
-            by_size.setdefault(self._check(image), []).append(i)
         out: list[torch.Tensor | None] = [None] * len(images)
-        for indices in by_size.values():
-            size = batch_size or len(indices)
-            for start in range(0, len(indices), size):
-                chunk = indices[start:start + size]
-                latents = self._forward(np.stack([images[i] for i in chunk]))
-                for row, i in enumerate(chunk):
-                    out[i] = latents[row].clone()  # normal tensors, not views of the batch (see VLMEncoder)
+        for chunk in _size_batches([self._check(image) for image in images], batch_size):
+            latents = self._forward(np.stack([images[i] for i in chunk]))
+            for row, i in enumerate(chunk):
+                out[i] = latents[row].clone()  # normal tensors, not views of the batch (see VLMEncoder)
         return out
 
     def _check(self, image: np.ndarray) -> tuple[int, int]:
@@ -407,19 +413,14 @@ class LatentEncoder:
         and mapped from [-1, 1] back to 0..255 (clamped, rounded)."""
         if isinstance(latents, torch.Tensor):
             latents = list(latents) if latents.dim() == 4 else [latents]
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for i, z in enumerate(latents):
+        for z in latents:
             if z.dim() != 3 or z.shape[0] != LATENT_CHANNELS:
                 raise ValueError(f"the VAE decodes ({LATENT_CHANNELS}, h, w) latents, got {tuple(z.shape)}")
-            by_size.setdefault(tuple(z.shape[1:]), []).append(i)
         out: list[np.ndarray | None] = [None] * len(latents)
-        for indices in by_size.values():
-            size = batch_size or len(indices)
-            for start in range(0, len(indices), size):
-                chunk = indices[start:start + size]
-                images = self._decode(torch.stack([latents[i] for i in chunk]))
-                for row, i in enumerate(chunk):
-                    out[i] = images[row]
+        for chunk in _size_batches([tuple(z.shape[1:]) for z in latents], batch_size):
+            images = self._decode(torch.stack([latents[i] for i in chunk]))
+            for row, i in enumerate(chunk):
+                out[i] = images[row]
         return out
 
     @torch.inference_mode()
