@@ -16,9 +16,13 @@ from .errors import UserError
 
 
 def shard_urls(source: str | Path | list) -> list[str]:
-    """A run directory (its finished shards, per sizes.json or stats markers), a shard, or a list of them."""
+    """A run directory (its finished shards, per sizes.json or stats markers), a shard, a URL webdataset
+    reads, or a list mixing any of them (flattened in order)."""
     if isinstance(source, (list, tuple)):
-        return [str(s) for s in source]
+        return [url for item in source for url in shard_urls(item)]
+    text = str(source)
+    if "://" not in text and "{" not in text and not text.startswith("pipe:") and not Path(text).exists():
+        raise UserError(f"{text}: no such run directory or shard")
     path = Path(source)
     if path.is_dir():
         sizes = path / "sizes.json"

@@ -63,8 +63,9 @@ def _key_hash(*key: int) -> int:
 
 
 def sample_seed(run_seed: int, shard: int, index: int, attempt: int) -> int:
-    """A 63-bit seed from (run seed, shard, index, attempt) alone: any worker, any time, same sample."""
-    return _key_hash(run_seed, shard, index, attempt) >> 1
+    """A 53-bit seed from (run seed, shard, index, attempt) alone: any worker, any time, same sample. 53 bits,
+    so every json reader keeps it exactly (JavaScript numbers are doubles: the gallery, browsers)."""
+    return _key_hash(run_seed, shard, index, attempt) >> 11
 
 
 @lru_cache(maxsize=16)

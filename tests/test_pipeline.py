@@ -96,3 +96,20 @@ def test_bad_pipeline_files(tmp_path):
             make_config(pipeline=str(path), n=10)
     result = run_cli("generate", "--pipeline", str(tmp_path / "p0.yaml"), "--n", "10", "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_iter_samples_takes_any_mix_of_runs_and_shards(mixed_run, tmp_path):
+    """A list of run directories and shard files reads as their concatenation; a missing path is one error."""
+    from collage.errors import UserError
+    from collage.worker import sample_seed
+
+    whole = [s["__key__"] for s in iter_samples(str(mixed_run))]
+    shards = sorted(str(p) for p in mixed_run.glob("*.tar"))
+    mixed = [s["__key__"] for s in iter_samples([str(mixed_run), shards[0], mixed_run])]
+    first = [s["__key__"] for s in iter_samples(shards[0])]
+    assert mixed == whole + first + whole
+    with pytest.raises(UserError, match="no such run directory or shard"):
+        list(iter_samples([str(mixed_run), str(tmp_path / "nope")]))
+    # seeds every json reader keeps exactly (JavaScript's doubles: 53 bits)
+    assert all(0 <= s["json"]["seed"] < 2**53 for s in iter_samples(str(mixed_run), decode=True))
+    assert max(sample_seed(7, shard, i, 0) for shard in range(4) for i in range(1000)) > 2**50

@@ -89,7 +89,7 @@ class World:
 def init_distributed(device: str = "auto") -> World:
     """One process, or a process group from torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
