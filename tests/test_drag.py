@@ -7,8 +7,11 @@ import pytest
 
 from collage.api import generate_run, iter_samples
 
+from collage.tasks.drag import TEMPLATES
+from prompt_checks import fields_of, template_for
+
 POINT = r"\((-?\d\.\d{3}), (-?\d\.\d{3}), (-?\d\.\d{3}), (-?\d\.\d{3})\)"
-PROMPT = re.compile(rf"^Drag the ([a-z0-9 '&.-]+): {POINT}((?:; {POINT})*)$")
+POINTS = re.compile(rf"^{POINT}((?:; {POINT})*)$")
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +52,17 @@ def test_every_op_appears_with_its_transform(png_run):
 def test_prompt_carries_the_points_with_three_decimals(png_run):
     for s in png_run:
         meta = s["json"]
-        match = PROMPT.match(meta["prompt"])
-        assert match, meta["prompt"]
+        fields = fields_of(template_for(meta), meta["prompt"], name=meta["target_object"]["name"])
+        assert POINTS.match(fields["points"]) and meta["prompt"].endswith(": " + fields["points"]), meta["prompt"]
         assert "-0.000" not in meta["prompt"]
         assert 1 <= len(meta["points"]) <= 5
         in_prompt = [tuple(float(v) for v in p) for p in re.findall(POINT, meta["prompt"])]
         assert in_prompt == [tuple(round(v, 3) for v in p) for p in meta["points"]]
-        dragged = meta["objects"][[o["id"] for o in meta["objects"]].index(meta["target_object"])]
-        assert match.group(1) == dragged["name"]
+        dragged = meta["target_object"]
+        assert dragged in meta["objects"] and set(dragged) == {"id", "asset", "name", "bbox"}
+        assert fields["name"] == dragged["name"]
+    used = {s["json"]["template_id"] for s in png_run}
+    assert used == {f"drag.{op}.{k}" for op in TEMPLATES for k in range(len(TEMPLATES[op]))}
 
 
 def test_points_move_with_the_object_png(png_run):

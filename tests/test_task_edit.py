@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 
 from collage.api import generate_run, iter_samples
+from collage import words
+from collage.tasks.edit import TEMPLATES
+from collage.tasks.labels import where
 from conftest import make_png_run, tar_hashes
 from pixel_checks import assert_sprites_shown, layer_alpha, layers
+from prompt_checks import fields_of, template_for
 
 OPS = ["add", "remove", "replace"]
 
@@ -61,20 +65,39 @@ def test_objects_and_prompt_are_true_to_the_pixels(samples, lib):
         assert target["name"] in meta["prompt"]
         names = [o["name"] for o in meta["objects"]]
         others = [o for o in meta["objects"] if o["id"] != target["id"]]
+        known = {"the_old": f"the {target['name']}", "it": words.pronoun(target["name"]),
+                 "is_": words.be(target["name"])}
         if op == "add":
-            assert meta["prompt"].startswith("Add ") and target in meta["objects"]
+            known.update(a_new=words.with_article(target["name"]), where=where(target["bbox"], w, h))
+        elif op == "replace":
+            known["a_new"] = words.with_article(meta["new_object"]["name"])
+        fields = fields_of(template_for(meta), meta["prompt"], **known)
+        assert set(target) >= {"id", "asset", "name", "bbox"}
+        if "the_old" in fields:
+            assert fields["the_old"] == f"the {target['name']}"
+        if "it" in fields:
+            assert fields["it"] == words.pronoun(target["name"])
+        if "background" in fields:
+            assert fields["background"] == "a white background" or op != "add"
+        if op == "add":
+            assert fields["a_new"] == words.with_article(target["name"]) and target in meta["objects"]
+            assert fields["where"] == where(target["bbox"], w, h)
             assert_sprites_shown(s["src"], layers(lib, others, w, h))  # the source is the rest of the scene
         elif op == "remove":
-            assert meta["prompt"] == f"Remove the {target['name']}." and target in meta["objects"]
+            assert target in meta["objects"]
             assert_sprites_shown(s["tgt"], layers(lib, others, w, h))
         else:
             new = meta["new_object"]
-            prompt = meta["prompt"]
-            assert prompt.startswith(f"Replace the {target['name']} with ") and prompt.endswith(f" {new['name']}.")
+            assert fields["a_new"] == words.with_article(new["name"])
             assert new in meta["objects"] and new["name"] != target["name"]
             assert new["name"] not in [o["name"] for o in others]
             assert_sprites_shown(s["src"], layers(lib, others + [target], w, h))
         assert names.count(target["name"]) == (0 if op == "replace" else 1)
+
+
+def test_every_template_is_used(samples):
+    used = {s["json"]["template_id"] for s in samples}
+    assert used == {f"edit.{op}.{k}" for op in OPS for k in range(len(TEMPLATES[op]))}
 
 
 def test_replace_keeps_place_and_size(samples, lib):

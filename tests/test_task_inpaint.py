@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from collage.api import generate_run, iter_samples
+from collage import words
+from collage.tasks.inpaint import PART_WORDS, TEMPLATES
 from conftest import make_png_run, tar_hashes
+from prompt_checks import template_for
 from pixel_checks import assert_sprites_shown, bbox, layers, visible_regions
 
 FILL = 128
@@ -61,21 +64,58 @@ def test_outpaint_masks_are_bands_on_the_named_sides(samples):
 def test_objects_and_hidden_objects_are_true_to_the_pixels(samples, lib):
     collages = [s for s in samples if s["json"]["objects"]]
     assert len(collages) > 40
-    said_hidden = 0
+    said_partly = said_completely = 0
     for s in collages:
         meta = s["json"]
         h, w = s["mask"].shape
         stack = layers(lib, meta["objects"], w, h)
         assert_sprites_shown(s["tgt"], stack)
+        hidden = {entry["id"]: entry for entry in meta["hidden"]}
+        assert meta["hidden_objects"] == list(hidden)
         for (entry, _, _), region in zip(stack, visible_regions(stack)):
-            assert entry["name"] in meta["prompt"]
+            assert words.with_article(entry["name"]) in meta["prompt"]
+            seen = np.count_nonzero(region)
             under = np.count_nonzero(region & (s["mask"] == 255))
-            if entry["id"] in meta["hidden_objects"]:
-                said_hidden += 1
-                assert under >= 16 and "hides part of" in meta["prompt"]
+            if entry["id"] not in hidden:
+                assert under < max(16, 0.05 * seen)
+                continue
+            said = hidden[entry["id"]]
+            assert under >= 16 and said["name"] == entry["name"]
+            assert abs(said["fraction"] - under / seen) < 1e-4, (s["__key__"], said, under, seen)
+            assert said["complete"] == (under == seen), (s["__key__"], said, under, seen)
+            assert said["part"] in meta["prompt"]
+            if said["complete"]:
+                said_completely += 1
+                assert said["part"] == f"the {entry['name']} completely"
             else:
-                assert under < max(16, 0.05 * np.count_nonzero(region))
-    assert said_hidden > 10
+                said_partly += 1
+                amount = next(word for limit, word in PART_WORDS if under / seen < limit)
+                assert said["part"].startswith(f"{amount} of the {entry['name']}") or \
+                    (amount == "about half" and said["part"].endswith(f" half of the {entry['name']}"))
+                assert "completely" not in said["part"]
+        if hidden:
+            assert " The gray area hides " + words.join_words([h["part"] for h in meta["hidden"]]) + "." in meta["prompt"]
+        else:
+            assert "hides" not in meta["prompt"]
+    assert said_partly > 10 and said_completely >= 1, (said_partly, said_completely)
+
+
+def test_every_prompt_states_the_content(samples):
+    plain = 0
+    for s in samples:
+        meta = s["json"]
+        sides = meta["sides"]
+        several = len(sides) > 1
+        start = template_for(meta).format(sides=words.join_words(sides), edges="edges" if several else "edge",
+                                          bands="bands" if several else "band")
+        assert meta["prompt"].startswith(start + " The full image ")
+        assert "on a background" not in meta["prompt"]
+        if not meta["objects"]:
+            plain += 1
+            assert meta["prompt"].count(".") >= 2 and " The full image is " in meta["prompt"]
+    assert plain > 5
+    used = {s["json"]["template_id"] for s in samples}
+    assert used == {f"inpaint.{op}.{k}" for op in TEMPLATES for k in range(len(TEMPLATES[op]))}
 
 
 def test_jpg_shards_keep_outside_the_hole(tmp_path):

@@ -9,7 +9,10 @@ import pytest
 from collage.api import generate_run, iter_samples
 from collage.tasks import GenConfig, get_task
 from collage.errors import Reject
+from collage import words
+from collage.tasks.reference import TEMPLATES
 from conftest import make_png_run, tar_hashes
+from prompt_checks import fields_of, template_for
 from pixel_checks import assert_sprites_shown, colour_mask, layers, visible_regions
 
 OPS = ["canny", "depth", "seg", "subject"]
@@ -78,7 +81,8 @@ def test_seg_legend_colours_lie_exactly_on_their_objects(by_op, lib):
         covered = np.zeros((h, w), bool)
         for (entry, _, _), region in zip(stack, visible_regions(stack)):
             item = legend[entry["id"]]
-            assert item["name"] == entry["name"] and f"{item['color_name']} is the {entry['name']}" in meta["prompt"]
+            said = f"{item['color_name']} {words.be(entry['name'])} the {entry['name']}"
+            assert item["name"] == entry["name"] and said in meta["prompt"]
             assert np.array_equal(colour_mask(seg, item["color"]), region), s["__key__"]
             covered |= region
         assert (seg[~covered] == legend[None]["color"]).all()
@@ -98,6 +102,38 @@ def test_subject_sprite_is_in_both_images(by_op, lib):
         assert_sprites_shown(s["tgt"], layers(lib, meta["objects"], w, h))
         assert [o["name"] for o in meta["objects"]].count(cond["name"]) == 1
         assert len(cond["source_objects"]) >= 2
+
+
+def test_prompts_read_as_their_templates(by_op):
+    singles = 0
+    for op, samples in by_op.items():
+        for s in samples:
+            meta = s["json"]
+            known = {}
+            if op == "subject":
+                name = meta["condition"]["name"]
+                known = {"subject": name, "the_subject": f"the {name}", "The_subject": f"The {name}"}
+            fields = fields_of(template_for(meta), meta["prompt"], **known)
+            assert "on a background" not in meta["prompt"]
+            if op in ("canny", "depth"):
+                listed = words.join_words([words.with_article(o["name"]) for o in meta["objects"]])
+                order = ", from back to front," if op == "depth" and len(meta["objects"]) > 1 else ""
+                assert fields["scene"].startswith(listed + order + " on "), (listed, fields["scene"])
+                if op == "depth" and len(meta["objects"]) == 1:
+                    singles += 1
+                    assert "back to front" not in meta["prompt"]
+            elif op == "seg":
+                assert fields["legend"].endswith(")") and "black is the background (" in fields["legend"]
+            else:
+                name = meta["condition"]["name"]
+                assert name in meta["prompt"] and fields["context"].startswith("on ")
+                companions = [o for o in meta["objects"] if o["name"] != name]
+                if companions:
+                    listed = words.join_words([words.with_article(o["name"]) for o in companions])
+                    assert fields["context"].endswith(", together with " + listed)
+    assert singles > 0
+    used = {s["json"]["template_id"] for samples in by_op.values() for s in samples}
+    assert used == {f"reference.{op}.{k}" for op in OPS for k in range(len(TEMPLATES[op]))}
 
 
 def test_deterministic(png_run, tmp_path_factory):
@@ -136,6 +172,8 @@ def test_photo_depth_from_a_local_model(tmp_path, monkeypatch, lib):
     assert depth.shape == (96, 160) and depth.dtype == np.uint8 and sample.images["tgt"].shape == (96, 160, 3)
     assert depth.min() == 0 and depth.max() == 255
     assert sample.meta["objects"] == [] and sample.meta["condition"]["near"] == 255
+    assert sample.meta["template_id"].startswith("reference.depth.photo.") and "photo" in sample.meta["prompt"] or \
+        "silhouette" in sample.meta["prompt"]
     assert np.array_equal(again.images["cond"], depth)
     assert any(m.meta["condition"]["source"] == "layers" for m in made) or len(made) == 1
 

@@ -7,7 +7,10 @@ import pytest
 
 from collage.api import generate_run, iter_samples
 from collage.palette import PALETTE
+from collage import words
+from collage.tasks.segdet import TEMPLATES
 from conftest import make_png_run, tar_hashes
+from prompt_checks import fields_of, template_for
 from pixel_checks import assert_sprites_shown, bbox, colour_mask, layers, visible_regions
 
 OPS = ["segment", "detect"]
@@ -32,7 +35,8 @@ def named(sample, lib):
     stack = layers(lib, meta["objects"], w, h)
     assert_sprites_shown(sample["src"], stack)
     for (entry, _, _), region in zip(stack, visible_regions(stack)):
-        if entry["id"] == meta["target_object"]:
+        if entry["id"] == meta["target_object"]["id"]:
+            assert meta["target_object"] == entry, "target_object is the object's record"
             return entry, region
     raise AssertionError("the target object is not listed")
 
@@ -79,6 +83,22 @@ def test_detect_draws_the_tight_box(samples, lib):
         cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
         assert not drawn[cy, cx]
         assert np.array_equal(s["src"][~drawn], s["tgt"][~drawn])
+
+
+def test_prompt_reads_as_its_template(samples, lib):
+    for s in samples:
+        meta = s["json"]
+        entry, _ = named(s, lib)
+        fields = fields_of(template_for(meta), meta["prompt"], name=entry["name"], colour=meta["color_name"])
+        assert fields["name"] == entry["name"] and meta["color_name"] in meta["prompt"]
+        if "it" in fields:
+            assert fields["it"] == words.pronoun(entry["name"])
+        for key in ("a_colour_box", "a_colour_bounding_box"):
+            if key in fields:
+                article = "an" if meta["color_name"] == "orange" else "a"  # the palette's one vowel colour
+                assert fields[key].startswith(f"{article} {meta['color_name']} ")
+    used = {s["json"]["template_id"] for s in samples}
+    assert used == {f"segdet.{op}.{k}" for op in OPS for k in range(len(TEMPLATES[op]))}
 
 
 def test_deterministic(png_run, tmp_path_factory):

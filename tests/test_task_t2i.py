@@ -23,6 +23,9 @@ from collage.palette import PALETTE
 from collage.sample import encode_members
 from collage.tasks import GenConfig, get_task
 from collage.errors import Reject
+from collage import words
+from collage.tasks.t2i import TEMPLATES
+from prompt_checks import fields_of, template_for
 
 from pixel_checks import assert_sprites_shown, layers, visible_regions
 from pixel_checks import bbox as mask_box
@@ -112,7 +115,7 @@ def test_text_prompt_quotes_every_string_with_its_colour_size_and_place(text_png
             assert t["color"] in PALETTE and t["rgb"] == list(PALETTE[t["color"]])
             assert t["position"] == grid_word(t["bbox"], w, h)
             assert t["size"] == size_class((t["bbox"][3] - t["bbox"][1]) / min(w, h), 0.06, 0.12)
-            outline = f" with a {t['outline']} outline" if t["outline"] else ""
+            outline = f" with {words.a_or_an(t['outline'] + ' outline')}" if t["outline"] else ""
             place = PLACE_PHRASE[t["position"]]
             phrase = f'the text "{t["text"]}" in {t["size"]} {t["color"]} letters{outline} {place}'
             assert phrase in meta["prompt"], (phrase, meta["prompt"])
@@ -222,9 +225,10 @@ def test_sticker_counts_match_objects_and_prompt(stickers_png):
         counts = meta["facts"]["counts"]
         names = [o["name"] for o in meta["objects"]]
         assert counts == {n: names.count(n) for n in dict.fromkeys(names)}
+        parts = words.join_words([words.counted(n, name) for name, n in counts.items()])
+        fields_of(template_for(meta), meta["prompt"].split(". The ")[0].rstrip(".") + ".", parts=parts)
         for name, n in counts.items():
-            stem = name[:-1] if n > 1 and name.endswith("y") else name
-            assert f"{NUMBERS[n]} {stem}" in meta["prompt"], (name, n, meta["prompt"])
+            assert words.counted(n, name) in meta["prompt"], (name, n, meta["prompt"])
 
 
 def test_sticker_boxes_and_pixels_are_the_placed_sprites(stickers_png, assets):
@@ -268,9 +272,22 @@ def test_sticker_relations_hold_on_the_rerendered_layers(stickers_png, assets):
             assert counts[a] == 1 and counts[b] == 1, "a relation must name single objects"
             (ea, alpha_a), (eb, alpha_b) = stack[a], stack[b]
             assert relation_holds(rel, ea, eb, alpha_a, alpha_b, min(meta["width"], meta["height"])), (a, rel, b)
-            assert f"The {a} is {RELATION_PHRASE[rel]} the {b}." in meta["prompt"]
+            assert f"The {a} {words.be(a)} {RELATION_PHRASE[rel]} the {b}." in meta["prompt"]
             seen.add(rel)
     assert {"inside", "on top of", "next to"} <= seen and len(seen) >= 6, seen
+
+
+@pytest.mark.parametrize("op", ["text", "shapes", "stickers"])
+def test_every_template_is_used_and_names_the_background(op, text_png, shapes_png, stickers_png):
+    samples = {"text": text_png, "shapes": shapes_png, "stickers": stickers_png}[op]
+    for s in samples:
+        meta = s["json"]
+        first = meta["prompt"] if op != "stickers" else meta["prompt"].split(". The ")[0].rstrip(".") + "."
+        fields = fields_of(template_for(meta), first)
+        background = fields.get("background") or fields["Background"][:1].lower() + fields["Background"][1:]
+        assert background and "on a background" not in meta["prompt"]
+    used = {s["json"]["template_id"] for s in samples}
+    assert used == {f"t2i.{op}.{k}" for k in range(len(TEMPLATES[op]))}
 
 
 # --- any canvas, determinism -----------------------------------------------------------------------

@@ -132,8 +132,8 @@ def overlays(meta: dict) -> tuple[list[list[float]], dict[str, list[list]], list
     target = meta.get("target_object")
     if isinstance(target, int) and not isinstance(target, bool) and 0 <= target < len(objects):
         focus(object_panel, objects[target])
-    elif isinstance(target, dict):  # edit: the object removed / replaced (source) or added (target)
-        focus("tgt" if op == "add" else "src", target)
+    elif isinstance(target, dict):  # the object's record: edit remove / replace show it in the source, else the target
+        focus("src" if task == "edit" and op != "add" else "tgt", target)
     if isinstance(meta.get("new_object"), dict):
         focus("tgt", meta["new_object"])
     if condition.get("kind") == "subject":

@@ -3,6 +3,10 @@
 Labels are computed from the renders, not assumed: the mask is every pixel the object can have changed,
 and each point is a pixel that shows the object alone (alpha 255, nothing above it) in both images, in a
 flat patch of the sprite, so its colour in the source is its colour at (x + dx, y + dy) in the target.
+
+Prompts: TEMPLATES per op, one drawn per sample by its rng (json `template_id`, "drag.<op>.<k>"); each
+ends with the points, "(x, y, dx, dy); …". `target_object` is the dragged object's `objects` entry (its
+box in the target).
 """
 
 from __future__ import annotations
@@ -19,11 +23,23 @@ from ..geometry import apply, compose, inside, similarity, sprite_bounds
 from ..render import Layer, Rendered, Scene, Warps, render
 from ..sample import Sample
 from . import GenConfig, register
-from .common import objects_json, random_collage, require_visible
+from .common import entry_of, objects_json, pick_template, random_collage, require_visible
 
 OPS = ("translate", "scale", "rotate")
 FLAT_RANGE = 24  # max per-channel spread in a 5×5 patch for a point to count as flat
 EDGE_MARGIN = 2  # points keep this many pixels from the object's visible edge
+# Fields: {name} the object's name, {points} the drag points, {background} what the background shows.
+TEMPLATES = {
+    "translate": ("Drag the {name}: {points}",
+                  "Move the {name} along these drag points: {points}",
+                  "Drag the {name} to a new place on {background}: {points}"),
+    "scale": ("Drag the {name}: {points}",
+              "Resize the {name} with these drag points: {points}",
+              "Drag points that resize the {name} on {background}: {points}"),
+    "rotate": ("Drag the {name}: {points}",
+               "Rotate the {name} with these drag points: {points}",
+               "Drag points that turn the {name} on {background}: {points}"),
+}
 
 
 def drag_transform(rng: np.random.Generator, op: str, center: tuple[float, float], width: int, height: int) -> dict:
@@ -140,7 +156,7 @@ def _three_places(value: float) -> str:
 @register("drag", OPS)
 def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
     width, height = cfg.width, cfg.height
-    scene, _ = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)))
+    scene, _, background = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)))
     moved_index = int(rng.integers(len(scene.layers)))
     layer = scene.layers[moved_index]
     sprite_hw = layer.sprite.rgba.shape[:2]
@@ -191,12 +207,14 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     points = [[round(float(v), 6) for v in (x / width, y / height, (mx - x) / width, (my - y) / height)]
               for (x, y), (mx, my) in zip(pixels, moved)]
 
-    name = layer.name
-    prompt = f"Drag the {name}: " + "; ".join("(" + ", ".join(_three_places(v) for v in p) + ")" for p in points)
+    listed = "; ".join("(" + ", ".join(_three_places(v) for v in p) + ")" for p in points)
+    template_id, template = pick_template(rng, "drag", cfg.op, TEMPLATES[cfg.op])
+    prompt = template.format(name=layer.name, points=listed, background=background)
     transform["matrix"] = np.round(transform["matrix"], 6).tolist()
+    objects = objects_json(target_scene, tgt)
     return Sample(
         op=cfg.op,
         images={"src": src.rgb, "tgt": tgt.rgb, "mask": mask},
-        meta={"prompt": prompt, "objects": objects_json(target_scene, tgt), "target_object": moved_index,
-              "points": points, "transform": transform},
+        meta={"prompt": prompt, "objects": objects, "target_object": entry_of(objects, moved_index),
+              "points": points, "transform": transform, "template_id": template_id},
     )

@@ -7,6 +7,10 @@ DreamOmni paper, so the model learns to add an object rather than to paste one o
 other objects as they are behind it). `replace`: another object of a different name takes its place:
 same centre, same angle, same long side.
 
+Prompts: TEMPLATES, one drawn per sample by its rng (json `template_id`, "edit.<op>.<k>"); objects are
+named with `collage.words` (articles, plural-only and mass nouns). `target_object` (and `new_object`)
+is the object's record, the shape of an `objects` entry (id, asset, name, bbox, matrix).
+
 Both images come from one scene rendered with and without the layer, so nothing else can change. The
 mask is computed from the pixels: exactly those where source and target differ (255); outside it the
 two are bit-identical before encoding.
@@ -24,14 +28,31 @@ from ..geometry import inside, sprite_bounds, sprite_matrix
 from ..render import Layer, Scene, Warps, render
 from ..sample import Sample
 from . import GenConfig, register
-from .common import random_collage, require_visible
-from .labels import a_noun, object_entry, placed_objects, where
+from .. import words
+from .common import WHITE_BACKGROUND, pick_template, random_collage, require_visible
+from .labels import object_entry, placed_objects, where
 
 OPS = ("add", "remove", "replace")
 BLANK = 255  # the blank canvas of `add`: white
 ADD_BACKGROUNDS = ("blank", "scene", "mixed")
 MIN_VISIBLE = 0.5  # the edited object shows at least this share of itself where it is present
 MIN_CHANGED = 0.002  # and changes at least this share of the canvas
+# Fields: {a_new} the added / new object with its article, {the_old} "the <name>", {where} its place
+# ("in the top left"), {background} what the background shows, {it} "it" / "them".
+TEMPLATES = {
+    "add": ("Add {a_new} {where}.",
+            "Put {a_new} {where} of the picture.",
+            "Insert {a_new} {where}, on {background}.",
+            "Place {a_new} {where} of the image."),
+    "remove": ("Remove {the_old}.",
+               "Erase {the_old} from the picture.",
+               "Take {the_old} out of the image.",
+               "Delete {the_old} and fill in what was behind {it}."),
+    "replace": ("Replace {the_old} with {a_new}.",
+                "Swap {the_old} for {a_new}.",
+                "Change {the_old} into {a_new}.",
+                "Put {a_new} where {the_old} {is_} now."),
+}
 
 
 def add_background_mode(cfg: GenConfig) -> str:
@@ -77,7 +98,8 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
         mode = add_background_mode(cfg)
         if mode == "blank" or (mode == "mixed" and rng.random() < 0.5):
             blank = np.full((height, width, 3), BLANK, np.uint8)
-    scene, _ = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)), background=blank)
+    scene, _, background = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)), background=blank,
+                                          background_phrase=WHITE_BACKGROUND)
     index = int(rng.integers(len(scene.layers)))
     layer = scene.layers[index]
 
@@ -106,13 +128,16 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
 
     target = object_entry(index, layer, with_object)
     meta = {"target_object": target}
+    fields = {"the_old": f"the {layer.name}", "it": words.pronoun(layer.name), "is_": words.be(layer.name),
+              "background": background}
     if cfg.op == "add":
-        prompt = f"Add {a_noun(layer.name)} {where(target['bbox'], width, height)}."
-    elif cfg.op == "remove":
-        prompt = f"Remove the {layer.name}."
-    else:
+        fields.update(a_new=words.with_article(layer.name), where=where(target["bbox"], width, height))
+    elif cfg.op == "replace":
         meta["new_object"] = object_entry(index, new_layer, other)
-        prompt = f"Replace the {layer.name} with {a_noun(new_layer.name)}."
+        fields["a_new"] = words.with_article(new_layer.name)
+    template_id, template = pick_template(rng, "edit", cfg.op, TEMPLATES[cfg.op])
+    prompt = template.format(**fields)
+    meta["template_id"] = template_id
     # `objects` lists what the target shows, except for remove: there, what the source shows.
     listed = placed_objects(src_scene, src) if cfg.op == "remove" else placed_objects(tgt_scene, tgt)
     return Sample(

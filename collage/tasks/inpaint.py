@@ -5,8 +5,15 @@ library has photos). The mask (255 = hole) is drawn hard-edged (no anti-aliasing
 the target with every hole pixel set to HOLE_FILL, a constant mid gray, so outside the hole the source
 equals the target exactly (before encoding) and inside it holds no trace of the target.
 
-The prompt says which edges an outpaint extends, lists the objects of a collage, and names those the
-hole hides part of (at least HIDDEN_MIN_SHARE of their visible pixels lie under it).
+The prompt (TEMPLATES per op, one drawn per sample by its rng: json `template_id`, "inpaint.<op>.<k>")
+says which edges an outpaint extends, then always what the full image shows: the objects of a collage
+on its background ("… a cat and an owl on a blue checkerboard"), or the background alone ("a photo of a
+cat"). Then it names each object the hole hides at least HIDDEN_MIN_SHARE of (of its visible pixels,
+and at least 16 px): "the <name> completely" when every visible pixel is under the hole, else how much
+and which part: "the lower half of the bed", "most of the cat (its top left)" (PART_WORDS by the
+hidden share; the side from where the hidden pixels' centre lies from the visible pixels' centre, in
+shares of the visible box). json `hidden`: [{"id", "name", "fraction", "complete", "part"}] (fraction =
+hidden / visible pixels, rounded to 4 places), `hidden_objects`: their ids.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ from ..palette import PALETTE
 from ..render import render
 from ..sample import Sample
 from . import GenConfig, register
-from .common import random_collage, require_visible
-from .labels import a_noun, join_words, placed_objects, top_layer_index
+from .. import words
+from .common import describe_background, pick_template, random_collage, require_visible
+from .labels import placed_objects, top_layer_index
 
 OPS = ("inpaint", "outpaint")
 INPAINT_KINDS = ("scribble", "blob", "block")
@@ -33,6 +41,22 @@ COVERAGE = (0.03, 0.6)  # a hole covers this share of the canvas
 COLLAGE_SHARE = 0.7  # the rest are plain background crops
 HIDDEN_MIN_SHARE = 0.05
 SIDES = ("left", "right", "top", "bottom")
+PART_WORDS = ((0.2, "a small part"), (0.4, "part"), (0.6, "about half"), (0.85, "most"), (1.0, "nearly all"))
+SIDE_SHIFT = 0.12  # the hidden pixels' centre lies this share of the visible box off its centre to name a side
+HALVES = {"top": "upper", "bottom": "lower", "left": "left", "right": "right"}
+SIDE_WORDS = {"left": "left side", "right": "right side"}
+# Fields: {sides} "left and top", {edges} "edge"/"edges", {bands} "band"/"bands". Each instruction is one
+# sentence starting "Fill in the gray area" / "Extend the image past": the trainer (train/conditioning.py,
+# split_instruction) takes the first sentence as the instruction and its tests expect those openings.
+TEMPLATES = {
+    "inpaint": ("Fill in the gray area of the image.",
+                "Fill in the gray area so that the picture is whole again.",
+                "Fill in the gray area with what belongs there.",
+                "Fill in the gray area, matching the rest of the image."),
+    "outpaint": ("Extend the image past its {sides} {edges}, filling the gray {bands}.",
+                 "Extend the image past its {sides} {edges} into the gray {bands}.",
+                 "Extend the image past its {sides} {edges}, continuing the picture into the gray {bands}."),
+}
 
 
 def scribble_mask(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -105,6 +129,30 @@ def edge_mask(rng: np.random.Generator, width: int, height: int) -> tuple[np.nda
     return mask, sides
 
 
+def hidden_part(seen: np.ndarray, under: np.ndarray, name: str) -> tuple[float, bool, str]:
+    """(hidden share, hidden completely?, phrase) for an object whose visible pixels are `seen` (bool, over
+    its box), of which `under` lie in the hole."""
+    total, hidden = int(np.count_nonzero(seen)), int(np.count_nonzero(under))
+    if hidden == total:
+        return 1.0, True, f"the {name} completely"
+    share = hidden / total
+    amount = next(word for limit, word in PART_WORDS if share < limit)
+    ys, xs = np.nonzero(seen)
+    hy, hx = np.nonzero(under)
+    width, height = max(int(xs.max() - xs.min()) + 1, 1), max(int(ys.max() - ys.min()) + 1, 1)
+    dx, dy = (hx.mean() - xs.mean()) / width, (hy.mean() - ys.mean()) / height
+    vertical = ("top" if dy < 0 else "bottom") if abs(dy) >= SIDE_SHIFT else ""
+    horizontal = ("left" if dx < 0 else "right") if abs(dx) >= SIDE_SHIFT else ""
+    if vertical and horizontal and max(abs(dx), abs(dy)) > 2 * min(abs(dx), abs(dy)):
+        vertical, horizontal = (vertical, "") if abs(dy) > abs(dx) else ("", horizontal)
+    side = f"{vertical} {horizontal}".strip()
+    if amount == "about half" and side in HALVES:
+        return share, False, f"the {HALVES[side]} half of the {name}"
+    if side:
+        return share, False, f"{amount} of the {name} (its {SIDE_WORDS.get(side, side)})"
+    return share, False, f"{amount} of the {name}" + (" (its middle)" if share < 0.6 else "")
+
+
 def draw_hole(rng: np.random.Generator, op: str, width: int, height: int) -> tuple[np.ndarray, str, list[str]]:
     """(mask, mask_kind, sides) with the hole's coverage inside COVERAGE."""
     for _ in range(16):
@@ -127,9 +175,9 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
         raise ValueError(f"unknown inpaint op {cfg.op!r}")
     width, height = cfg.width, cfg.height
     objects: list[dict] = []
-    hidden: list[str] = []
+    hidden: list[dict] = []
     if rng.random() < COLLAGE_SHARE:
-        scene, _ = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)))
+        scene, _, background = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)))
         rendered = render(scene)
         require_visible(rendered, 0.4)
         tgt = rendered.rgb
@@ -137,8 +185,10 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     elif assets.photos:
         row = assets.photos[int(rng.integers(len(assets.photos)))]
         tgt = assets.photo(rng, row["id"], width, height)
+        background = words.photo_phrase(row["name"])
     else:
-        _, tgt = assets.background(rng, width, height)
+        asset_id, tgt = assets.background(rng, width, height)
+        background = describe_background(assets, asset_id, tgt)
 
     mask, kind, sides = draw_hole(rng, cfg.op, width, height)
     # numpy's boolean assignment of an RGB triple is ~70x slower than cv2's masked copy.
@@ -152,20 +202,24 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
             seen = shown[y0:y1, x0:x1] == entry["id"]
             under = cv2.countNonZero(cv2.bitwise_and(mask[y0:y1, x0:x1], seen.view(np.uint8)))
             if under >= max(16, HIDDEN_MIN_SHARE * cv2.countNonZero(seen.view(np.uint8))):
-                hidden.append(entry["name"])
+                share, complete, part = hidden_part(seen, seen & (mask[y0:y1, x0:x1] > 0), entry["name"])
+                hidden.append({"id": entry["id"], "name": entry["name"], "fraction": round(share, 4),
+                               "complete": complete, "part": part})
 
-    if cfg.op == "outpaint":
-        plural = "s" if len(sides) > 1 else ""
-        prompt = f"Extend the image past its {join_words(sides)} edge{plural}, filling the gray band{plural}."
-    else:
-        prompt = "Fill in the gray area of the image."
+    count = len(sides)
+    template_id, template = pick_template(rng, "inpaint", cfg.op, TEMPLATES[cfg.op])
+    prompt = template.format(sides=words.join_words(sides), edges=words.plural("edge") if count > 1 else "edge",
+                             bands=words.plural("band") if count > 1 else "band")
     if objects:
-        prompt += f" The full image shows {join_words([a_noun(o['name']) for o in objects])} on a background."
+        shown_objects = words.join_words([words.with_article(o["name"]) for o in objects])
+        prompt += f" The full image shows {shown_objects} on {background}."
         if hidden:
-            prompt += f" The gray area hides part of {join_words(['the ' + n for n in hidden])}."
+            prompt += f" The gray area hides {words.join_words([h['part'] for h in hidden])}."
+    else:
+        prompt += f" The full image is {background}."
     return Sample(
         op=cfg.op,
         images={"src": src, "tgt": tgt, "mask": mask},
         meta={"prompt": prompt, "objects": objects, "mask_kind": kind, "sides": sides, "fill": list(HOLE_FILL),
-              "hidden_objects": [o["id"] for o in objects if o["name"] in hidden]},
+              "hidden": hidden, "hidden_objects": [h["id"] for h in hidden], "template_id": template_id},
     )

@@ -1,7 +1,7 @@
 """Wording and label helpers shared by the inpaint, edit, reference and segdet generators.
 
-Prompts name objects by their asset names; these helpers only join and place words, they decide nothing
-about a task. `placed_objects` extends the standard `objects` entries with each layer's exact placement
+Prompts name objects by their asset names; grammar (plurals, articles, counts) is `collage.words`; these
+helpers only place words, they decide nothing about a task. `placed_objects` extends the standard `objects` entries with each layer's exact placement
 so a checker can re-render a sprite and hold the pixels against the label.
 """
 
@@ -11,20 +11,6 @@ import numpy as np
 
 from ..render import Layer, Rendered, Scene
 from .common import objects_json
-
-VOWELS = "aeiou"
-
-
-def a_noun(name: str) -> str:
-    """'a cat', 'an owl' (by spelling: good enough for template prompts, refined captions fix the rest)."""
-    return f"{'an' if name[:1].lower() in VOWELS else 'a'} {name}"
-
-
-def join_words(words: list[str]) -> str:
-    """'a', 'a and b', 'a, b and c'."""
-    if len(words) <= 1:
-        return "".join(words)
-    return ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def position_word(bbox: list[int], width: int, height: int) -> str:

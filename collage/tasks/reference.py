@@ -10,6 +10,11 @@ All condition maps are computed from the target's own pixels or its exact layers
   json's legend maps every colour to its object.
 - subject: the source is a collage of several objects; the target shows one of them (same sprite,
   new pose) in a new scene with new companions, and the prompt names it.
+
+Prompts: TEMPLATES per op (PHOTO_DEPTH_TEMPLATES for model depth of a photo), one drawn per sample by its
+rng (json `template_id`, "reference.<op>.<k>", "reference.depth.photo.<k>"). They name the objects with
+their articles (`collage.words`) and what the background shows; a depth prompt lists several objects
+"from back to front", one object plainly.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from ..palette import PALETTE
 from ..render import Layer, Rendered, Scene, render
 from ..sample import Sample
 from . import GenConfig, register
-from .common import random_collage, require_visible
-from .labels import a_noun, join_words, object_entry, placed_objects, top_layer_index
+from .. import words
+from .common import draw_background, pick_template, random_collage, require_visible
+from .labels import object_entry, placed_objects, top_layer_index
 
 OPS = ("canny", "depth", "seg", "subject")
 CANNY_LOW = (50, 150)  # the low threshold is drawn from this range, the high one is 1.5–3× it
@@ -37,6 +43,26 @@ PHOTO_DEPTH_SHARE = 0.5
 DEPTH_NEAREST_RANGE = (64, 255)  # layer levels run evenly from just above the first value to the second
 SEG_BACKGROUND = (0, 0, 0)
 SEG_COLOURS = tuple(n for n in PALETTE if n not in ("black", "gray"))  # far from the black background
+# Fields: {scene} "a cat and an owl on a blue checkerboard" (depth, several objects: "a cat and an owl,
+# from back to front, on …"), {legend} "red is the cat, … and black is the background (…)", {the_subject},
+# {context} "on <background>[, together with <companions>]", {photo} what a photo shows.
+TEMPLATES = {
+    "canny": ("Generate an image from this canny edge map: {scene}.",
+              "Canny edges to image: {scene}.",
+              "Render the picture these edges outline: {scene}."),
+    "depth": ("Generate an image from this depth map: {scene}.",
+              "Depth map to image: {scene}.",
+              "Render a picture with this depth layout: {scene}."),
+    "seg": ("Generate an image from this segmentation map: {legend}.",
+            "Segmentation map to image: {legend}.",
+            "Paint a picture that follows this segmentation map, where {legend}."),
+    "subject": ("Show {the_subject} from the reference image {context}.",
+                "Place the same {subject} as in the reference image {context}.",
+                "{The_subject} from the reference picture, now {context}."),
+}
+PHOTO_DEPTH_TEMPLATES = ("Generate {photo} from this depth map.",
+                         "Depth map to image: {photo}.",
+                         "Render {photo} with this depth layout.")
 
 
 # --- depth from a model ------------------------------------------------------------------------------
@@ -105,28 +131,32 @@ def lookup(shown: np.ndarray, table: np.ndarray) -> np.ndarray:
     return cv2.merge([cv2.LUT(index, np.ascontiguousarray(lut[:, c])) for c in range(table.shape[1])])
 
 
-def prompt_scene(objects: list[dict]) -> str:
-    return f"{join_words([a_noun(o['name']) for o in objects])} on a background"
+def prompt_scene(objects: list[dict], background: str, back_to_front: bool = False) -> str:
+    """ "a cat and an owl on a photo of a cat"; with `back_to_front` and several objects "…, from back to front, on …"."""
+    listed = words.join_words([words.with_article(o["name"]) for o in objects])
+    order = ", from back to front," if back_to_front and len(objects) > 1 else ""
+    return f"{listed}{order} on {background}"
 
 
 def collage(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig,
-            count: tuple[int, int] = (1, 6)) -> tuple[Scene, Rendered]:
-    scene, _ = random_collage(rng, assets, cfg.width, cfg.height, count=int(rng.integers(*count)),
-                              max_overlap=0.25)
+            count: tuple[int, int] = (1, 6)) -> tuple[Scene, Rendered, str]:
+    scene, _, background = random_collage(rng, assets, cfg.width, cfg.height, count=int(rng.integers(*count)),
+                                          max_overlap=0.25)
     rendered = render(scene)
     require_visible(rendered, 0.4)
-    return scene, rendered
+    return scene, rendered, background
 
 
 def canny_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
-    scene, rendered = collage(rng, assets, cfg)
+    scene, rendered, background = collage(rng, assets, cfg)
     low = int(rng.integers(*CANNY_LOW))
     high = int(round(low * rng.uniform(1.5, 3.0)))
     edges = cv2.Canny(cv2.cvtColor(rendered.rgb, cv2.COLOR_RGB2GRAY), low, high)
     objects = placed_objects(scene, rendered)
+    template_id, template = pick_template(rng, "reference", "canny", TEMPLATES["canny"])
     return Sample(cfg.op, {"tgt": rendered.rgb, "cond": edges},
-                  {"prompt": f"Generate an image from this canny edge map: {prompt_scene(objects)}.",
-                   "objects": objects,
+                  {"prompt": template.format(scene=prompt_scene(objects, background)),
+                   "objects": objects, "template_id": template_id,
                    "condition": {"kind": "canny", "input": "gray", "low": low, "high": high}})
 
 
@@ -136,24 +166,26 @@ def depth_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig)
         row = assets.photos[int(rng.integers(len(assets.photos)))]
         photo = assets.photo(rng, row["id"], cfg.width, cfg.height)
         name = os.path.basename(os.path.normpath(model_path))
+        k = int(rng.integers(len(PHOTO_DEPTH_TEMPLATES)))
+        prompt = words.sentence_case(PHOTO_DEPTH_TEMPLATES[k].format(photo=words.photo_phrase(row["name"])))
         return Sample(cfg.op, {"tgt": photo, "cond": estimate_depth(photo, model_path)},
-                      {"prompt": "Generate a photo from this depth map.", "objects": [],
+                      {"prompt": prompt, "objects": [], "template_id": f"reference.depth.photo.{k}",
                        "condition": {"kind": "depth", "source": "model", "model": name, "near": 255}})
-    scene, rendered = collage(rng, assets, cfg)
+    scene, rendered, background = collage(rng, assets, cfg)
     levels = layer_levels(len(scene.layers))
     depth = lookup(top_layer_index(rendered), np.array([0] + levels, np.uint8))
     objects = placed_objects(scene, rendered)
-    back_to_front = join_words([a_noun(o["name"]) for o in objects])
     level_list = [{"id": o["id"], "name": o["name"], "value": levels[o["id"]]} for o in objects]
-    prompt = f"Generate an image from this depth map: {back_to_front}, from back to front, on a background."
+    template_id, template = pick_template(rng, "reference", "depth", TEMPLATES["depth"])
+    prompt = template.format(scene=prompt_scene(objects, background, back_to_front=True))
     return Sample(cfg.op, {"tgt": rendered.rgb, "cond": depth},
-                  {"prompt": prompt, "objects": objects,
+                  {"prompt": prompt, "objects": objects, "template_id": template_id,
                    "condition": {"kind": "depth", "source": "layers", "near": 255, "background": 0,
                                  "levels": level_list}})
 
 
 def seg_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
-    scene, rendered = collage(rng, assets, cfg)
+    scene, rendered, background = collage(rng, assets, cfg)
     colours = [SEG_COLOURS[int(i)] for i in rng.permutation(len(SEG_COLOURS))[: len(scene.layers)]]
     if len(colours) < len(scene.layers):
         raise Reject("more objects than segmentation colours")
@@ -163,22 +195,24 @@ def seg_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -
     legend = [{"id": o["id"], "name": o["name"], "color": list(PALETTE[colours[o["id"]]]),
                "color_name": colours[o["id"]]} for o in objects]
     legend.append({"id": None, "name": "background", "color": list(SEG_BACKGROUND), "color_name": None})
-    said = join_words([f"{colours[o['id']]} is the {o['name']}" for o in objects] + ["black is the background"])
+    said = words.join_words([f"{colours[o['id']]} {words.be(o['name'])} the {o['name']}" for o in objects]
+                            + [f"black is the background ({background})"])
+    template_id, template = pick_template(rng, "reference", "seg", TEMPLATES["seg"])
     return Sample(cfg.op, {"tgt": rendered.rgb, "cond": seg},
-                  {"prompt": f"Generate an image from this segmentation map: {said}.",
-                   "objects": objects, "condition": {"kind": "seg", "legend": legend}})
+                  {"prompt": template.format(legend=said), "objects": objects, "template_id": template_id,
+                   "condition": {"kind": "seg", "legend": legend}})
 
 
 def subject_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
     width, height = cfg.width, cfg.height
-    scene, source = collage(rng, assets, cfg, count=(2, 5))
+    scene, source, _ = collage(rng, assets, cfg, count=(2, 5))
     index = int(rng.integers(len(scene.layers)))
     subject = scene.layers[index]
     if source.visible_count(index) < 0.8 * source.coverage(index):
         raise Reject("the subject is partly hidden in the source")
 
     # The new scene: a new background, the subject in a new pose on top, 0–2 new companions below it.
-    _, background = assets.background(rng, width, height)
+    background, background_phrase = draw_background(rng, assets, width, height)
     hw = subject.sprite.rgba.shape[:2]
     long_side = max(hw) * float(np.sqrt(abs(np.linalg.det(subject.matrix[:, :2])))) * rng.uniform(0.7, 1.4)
     placed = Footprints()
@@ -202,11 +236,13 @@ def subject_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfi
     require_visible(target, 0.4)
 
     objects = placed_objects(new_scene, target)
-    others = [a_noun(l.name) for l in companions]
-    prompt = f"Show the {subject.name} from the reference image in a new scene"
-    prompt += f" with {join_words(others)}." if others else "."
+    others = [words.with_article(l.name) for l in companions]
+    context = f"on {background_phrase}" + (f", together with {words.join_words(others)}" if others else "")
+    template_id, template = pick_template(rng, "reference", "subject", TEMPLATES["subject"])
+    prompt = template.format(subject=subject.name, the_subject=f"the {subject.name}",
+                             The_subject=f"The {subject.name}", context=context)
     return Sample(cfg.op, {"src": source.rgb, "tgt": target.rgb},
-                  {"prompt": prompt, "objects": objects,
+                  {"prompt": prompt, "objects": objects, "template_id": template_id,
                    "condition": {"kind": "subject", "name": subject.name,
                                  "source": object_entry(index, subject, source),
                                  "target": object_entry(len(companions), new_scene.layers[-1], target),

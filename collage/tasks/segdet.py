@@ -8,6 +8,8 @@ BOX_WIDTH thick lying just inside the box, so the frame's outer edge is the box 
 The colour is one the source image does not contain anywhere (exact RGB), so in the target the pixels of
 that colour are exactly the painted ones; for segment it is also far from the object's own mean colour.
 json `boxes`: [[x0, y0, x1, y1]] normalised by width and height (x1, y1 exclusive), `color`: [r, g, b].
+`target_object` is the named object's `objects` entry. Prompts: TEMPLATES per op, one drawn per sample by
+its rng (json `template_id`, "segdet.<op>.<k>"), with articles and pronouns from `collage.words`.
 """
 
 from __future__ import annotations
@@ -21,12 +23,24 @@ from ..palette import NAMES, PALETTE, contrasting
 from ..render import render
 from ..sample import Sample
 from . import GenConfig, register
-from .common import random_collage, require_visible
+from .. import words
+from .common import entry_of, pick_template, random_collage, require_visible
 from .labels import placed_objects
 
 OPS = ("segment", "detect")
 MIN_VISIBLE = 0.6  # the named object shows at least this share of itself
 MIN_BOX_SIDE = 12
+# Fields: {name}, {colour}, {a_colour_box} ("an orange box"), {it} ("it" / "them").
+TEMPLATES = {
+    "segment": ("Segment the {name}: paint {it} {colour}.",
+                "Paint the {name} {colour}.",
+                "Color every visible pixel of the {name} {colour}.",
+                "Fill the {name} with solid {colour}."),
+    "detect": ("Detect the {name}: draw {a_colour_box} around {it}.",
+               "Draw {a_colour_box} around the {name}.",
+               "Find the {name} and frame {it} with {a_colour_box}.",
+               "Mark the {name} with {a_colour_bounding_box}."),
+}
 
 
 def box_width(width: int, height: int) -> int:
@@ -53,13 +67,13 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     if cfg.op not in OPS:
         raise ValueError(f"unknown segdet op {cfg.op!r}")
     width, height = cfg.width, cfg.height
-    scene, _ = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)), max_overlap=0.2)
+    scene, _, _ = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)), max_overlap=0.2)
     src = render(scene)
     require_visible(src, 0.4)
     index = int(rng.integers(len(scene.layers)))
     layer = scene.layers[index]
     objects = placed_objects(scene, src)
-    entry = next(o for o in objects if o["id"] == index)
+    entry = entry_of(objects, index)
     x0, y0, x1, y1 = entry["bbox"]
     bx0, by0 = src.boxes[index][:2]
     region = src.visible_crop(index)[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
@@ -74,7 +88,6 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
         paint = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
         paint[:] = PALETTE[colour]
         cv2.copyTo(paint, region.view(np.uint8), tgt[y0:y1, x0:x1])
-        prompt = f"Segment the {layer.name}: paint it {colour}."
     else:
         t = min(box_width(width, height), (x1 - x0) // 2, (y1 - y0) // 2)
         bands = ((slice(y0, y0 + t), slice(x0, x1)), (slice(y1 - t, y1), slice(x0, x1)),
@@ -84,11 +97,14 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
         colour = absent_colour(rng, src.rgb, contrasting(rng, under, min_distance=140))
         for ys, xs in bands:
             tgt[ys, xs] = PALETTE[colour]
-        prompt = f"Detect the {layer.name}: draw a {colour} box around it."
     box = [round(x0 / width, 6), round(y0 / height, 6), round(x1 / width, 6), round(y1 / height, 6)]
+    template_id, template = pick_template(rng, "segdet", cfg.op, TEMPLATES[cfg.op])
+    prompt = template.format(name=layer.name, colour=colour, it=words.pronoun(layer.name),
+                             a_colour_box=words.a_or_an(f"{colour} box"),
+                             a_colour_bounding_box=words.a_or_an(f"{colour} bounding box"))
     return Sample(
         op=cfg.op,
         images={"src": src.rgb, "tgt": tgt},
-        meta={"prompt": prompt, "objects": objects, "target_object": index, "boxes": [box],
-              "color": list(PALETTE[colour]), "color_name": colour},
+        meta={"prompt": prompt, "objects": objects, "target_object": entry, "boxes": [box],
+              "color": list(PALETTE[colour]), "color_name": colour, "template_id": template_id},
     )

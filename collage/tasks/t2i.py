@@ -33,6 +33,11 @@ facts (the json field; the prompt states all of it but fonts, stroke widths and 
   over b, every pixel a touches is on b's silhouette, and a's box lies strictly within b's. At most three
   are stated, one per pair, "inside"/"on top of" always.
 
+Prompts: TEMPLATES per op, one drawn per sample by its rng (json `template_id`, "t2i.<op>.<k>"); each names
+what the background shows (`common.describe_background`, from the background's pixels before anything is
+drawn on it). Counts, plurals and articles come from `collage.words` ("two small red crosses", "one pair
+of jeans", "the cherries are above the cat").
+
 Words used in prompts (also stored in the facts):
 - position: the 3×3 grid cell of the box centre: "top left", "top", "top right", "left", "center",
   "right", "bottom left", "bottom", "bottom right" (cells are thirds of the canvas width and height).
@@ -57,8 +62,9 @@ from ..geometry import Footprints, footprint, place, sprite_bounds, sprite_matri
 from ..palette import NAMES, PALETTE, contrasting
 from ..render import Layer, Scene, mask_bbox, render, warp_layer
 from ..sample import Sample
+from ..words import be, counted, join_words, number_word, sentence_case, with_article
 from . import GenConfig, register
-from .common import require_visible
+from .common import describe_background, pick_template, require_visible
 from .labels import placed_objects, position_word
 from .t2i_words import PHRASES, WORDS
 
@@ -79,12 +85,33 @@ NEXT_TO_GAP = 0.08  # "next to": boxes apart by at most this × the shorter canv
 SIDE_MARGIN = 0.02  # "left of"/"above": boxes apart by at least this × the canvas width/height
 RELATION_PHRASES = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below",
                     "next to": "next to", "on top of": "on top of", "inside": "inside"}
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-                "twelve")
 POSITION_PHRASES = {"top left": "at the top left", "top": "at the top", "top right": "at the top right",
                     "left": "on the left", "center": "in the center", "right": "on the right",
                     "bottom left": "at the bottom left", "bottom": "at the bottom",
                     "bottom right": "at the bottom right"}
+# Fields: {parts} the stated strings / shape groups / sticker counts, {background} what the background shows
+# ({Background}: capitalised).
+TEMPLATES = {
+    "text": ("An image with {parts}, on {background}.",
+             "{Background} showing {parts}.",
+             "A graphic with {parts} over {background}.",
+             "A design on {background} featuring {parts}."),
+    "shapes": ("An image of {parts} on {background}.",
+               "A picture with {parts}, on {background}.",
+               "Flat geometric shapes on {background}: {parts}.",
+               "A simple illustration of {parts} over {background}."),
+    "stickers": ("A collage of {parts} on {background}.",
+                 "Stickers of {parts} on {background}.",
+                 "{Background} with stickers of {parts}.",
+                 "A picture with {parts}, placed on {background}."),
+}
+
+
+def fill_template(rng: np.random.Generator, op: str, parts: list[str], background: str) -> tuple[str, str]:
+    """(template id, prompt sentence) for the op, drawn by the sample's rng."""
+    template_id, template = pick_template(rng, "t2i", op, TEMPLATES[op])
+    return template_id, template.format(parts=join_words(parts), background=background,
+                                        Background=sentence_case(background))
 
 
 # --- words -----------------------------------------------------------------------------------------
@@ -94,28 +121,12 @@ def size_word(extent: float, reference: float, limits: tuple[float, float]) -> s
     return "small" if ratio < limits[0] else "medium" if ratio < limits[1] else "large"
 
 
-def plural(name: str) -> str:
-    if name.endswith(("s", "x", "z", "ch", "sh")):
-        return name + "es"
-    if len(name) > 1 and name.endswith("y") and name[-2] not in "aeiou":
-        return name[:-1] + "ies"
-    return name + "s"
-
-
-def counted(n: int, name: str) -> str:
-    return f"{NUMBER_WORDS[n]} {name if n == 1 else plural(name)}"
-
-
 def where_phrase(positions: list[str]) -> str:
     """ "at the top" for one shape; "(two at the top, one in the center)" for several."""
     if len(positions) == 1:
         return POSITION_PHRASES[positions[0]]
     tally = {p: positions.count(p) for p in dict.fromkeys(positions)}
-    return "(" + ", ".join(f"{NUMBER_WORDS[n]} {POSITION_PHRASES[p]}" for p, n in tally.items()) + ")"
-
-
-def join_words(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return "(" + ", ".join(f"{number_word(n)} {POSITION_PHRASES[p]}" for p, n in tally.items()) + ")"
 
 
 # --- colours ---------------------------------------------------------------------------------------
@@ -220,7 +231,8 @@ def pick_text_colours(rng: np.random.Generator, region: np.ndarray, outlined: bo
 def generate_text(rng: np.random.Generator, assets: AssetLibrary, width: int, height: int) -> Sample:
     if not assets.fonts:
         raise Reject("no fonts in the asset library")
-    _, canvas = assets.background(rng, width, height)
+    asset_id, canvas = assets.background(rng, width, height)
+    background = describe_background(assets, asset_id, canvas)
     canvas = np.array(canvas)  # own the pixels we draw on
     short = min(width, height)
     gap = max(4, round(0.02 * short))
@@ -279,15 +291,14 @@ def generate_text(rng: np.random.Generator, assets: AssetLibrary, width: int, he
             break
     if not texts:
         raise Reject("no string could be placed legibly")
-    opening = ("An image with", "A picture showing", "A graphic with", "A design featuring")[int(rng.integers(4))]
     parts = []
     for t in texts:
-        outline = f" with a {t['outline']} outline" if t["outline"] else ""
+        outline = f" with {with_article(t['outline'] + ' outline')}" if t["outline"] else ""
         parts.append(f'the text "{t["text"]}" in {t["size"]} {t["color"]} letters{outline} '
                      f'{POSITION_PHRASES[t["position"]]}')
-    prompt = f"{opening} {join_words(parts)}."
+    template_id, prompt = fill_template(rng, "text", parts, background)
     return Sample(op="text", images={"tgt": canvas}, meta={"prompt": prompt, "objects": objects,
-                                                           "facts": {"texts": texts}})
+                                                           "facts": {"texts": texts}, "template_id": template_id})
 
 
 # --- shapes ----------------------------------------------------------------------------------------
@@ -379,7 +390,8 @@ def own_components(mask: np.ndarray, outlines: list[np.ndarray]) -> list[list[in
 
 
 def generate_shapes(rng: np.random.Generator, assets: AssetLibrary, width: int, height: int) -> Sample:
-    _, canvas = assets.background(rng, width, height)
+    asset_id, canvas = assets.background(rng, width, height)
+    background = describe_background(assets, asset_id, canvas)
     canvas = np.array(canvas)
     short = min(width, height)
     usable = usable_colours(canvas, 0.0)
@@ -418,16 +430,13 @@ def generate_shapes(rng: np.random.Generator, assets: AssetLibrary, width: int, 
             objects.append({"id": len(objects), "asset": f"shape:{kinds[g]}", "name": f"{colours[g]} {kinds[g]}",
                             "bbox": b})
 
-    openings = ("An image of", "A picture with", "Flat geometric shapes:", "A simple illustration of")
-    opening = openings[int(rng.integers(len(openings)))]
     parts = []
     for f in facts:
-        where = where_phrase(f["positions"])
-        parts.append(f"{NUMBER_WORDS[f['count']]} {f['size']} {f['color']} "
-                     f"{f['kind'] if f['count'] == 1 else plural(f['kind'])} {where}")
-    prompt = f"{opening} {join_words(parts)}."
+        group = f"{f['size']} {f['color']} {f['kind']}"
+        parts.append(f"{counted(f['count'], group)} {where_phrase(f['positions'])}")
+    template_id, prompt = fill_template(rng, "shapes", parts, background)
     return Sample(op="shapes", images={"tgt": canvas}, meta={"prompt": prompt, "objects": objects,
-                                                             "facts": {"shapes": facts}})
+                                                             "facts": {"shapes": facts}, "template_id": template_id})
 
 
 # --- stickers --------------------------------------------------------------------------------------
@@ -538,7 +547,8 @@ def stands_out(rendered, background: np.ndarray, i: int, bbox: list[int], min_fr
 
 
 def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int, height: int) -> Sample:
-    _, background = assets.background(rng, width, height)
+    asset_id, background = assets.background(rng, width, height)
+    background_phrase = describe_background(assets, asset_id, background)
     short = min(width, height)
     names: set[str] = set()
     sprites = []
@@ -609,12 +619,13 @@ def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int
         stated.append([name_of[i], rels[int(rng.integers(len(rels)))], name_of[j]])
         used_pairs.add(frozenset((i, j)))
 
-    opening = ("A collage of", "Stickers of", "A picture with", "A scrapbook page with")[int(rng.integers(4))]
-    listing = join_words([counted(n, name) for name, n in counts.items()])
-    sentences = [f"The {a} is {RELATION_PHRASES[rel]} the {b}." for a, rel, b in stated]
-    prompt = " ".join([f"{opening} {listing}."] + sentences)
-    return Sample(op="stickers", images={"tgt": rendered.rgb}, meta={"prompt": prompt, "objects": objects,
-                                                                     "facts": {"counts": counts, "relations": stated}})
+    template_id, opening = fill_template(rng, "stickers", [counted(n, name) for name, n in counts.items()],
+                                         background_phrase)
+    sentences = [f"The {a} {be(a)} {RELATION_PHRASES[rel]} the {b}." for a, rel, b in stated]
+    prompt = " ".join([opening] + sentences)
+    return Sample(op="stickers", images={"tgt": rendered.rgb},
+                  meta={"prompt": prompt, "objects": objects, "facts": {"counts": counts, "relations": stated},
+                        "template_id": template_id})
 
 
 @register("t2i", OPS, requires={"text": ("font",)})  # text draws in the manifests' fonts
