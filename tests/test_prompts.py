@@ -125,3 +125,14 @@ def test_target_object_is_the_object_record(drawn):
                 assert listed[target["id"]] == target
             if task == "edit" and op == "replace":
                 assert listed[meta["new_object"]["id"]] == meta["new_object"]
+
+
+@pytest.mark.parametrize("task, op", OPS)
+def test_every_sample_records_its_background(drawn, task, op):
+    """json `background`: the noun phrase of what lies behind the objects; prompts that name the background
+    use exactly it (drag and edit instructions need not name it)."""
+    for meta in drawn[(task, op)]:
+        background = meta["background"]
+        assert isinstance(background, str) and background and background != "a background"
+        if task in ("t2i", "inpaint") or (task == "reference" and op != "seg"):
+            assert background.lower() in meta["prompt"].lower(), (background, meta["prompt"])

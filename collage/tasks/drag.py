@@ -216,5 +216,6 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
         op=cfg.op,
         images={"src": src.rgb, "tgt": tgt.rgb, "mask": mask},
         meta={"prompt": prompt, "objects": objects, "target_object": entry_of(objects, moved_index),
-              "points": points, "transform": transform, "template_id": template_id},
+              "points": points, "transform": transform, "template_id": template_id,
+              "background": background},
     )

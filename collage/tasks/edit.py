@@ -127,7 +127,7 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
         raise Reject("the edit changes too few pixels")
 
     target = object_entry(index, layer, with_object)
-    meta = {"target_object": target}
+    meta = {"target_object": target, "background": background}
     fields = {"the_old": f"the {layer.name}", "it": words.pronoun(layer.name), "is_": words.be(layer.name),
               "background": background}
     if cfg.op == "add":

@@ -221,5 +221,6 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
         op=cfg.op,
         images={"src": src, "tgt": tgt, "mask": mask},
         meta={"prompt": prompt, "objects": objects, "mask_kind": kind, "sides": sides, "fill": list(HOLE_FILL),
-              "hidden": hidden, "hidden_objects": [h["id"] for h in hidden], "template_id": template_id},
+              "hidden": hidden, "hidden_objects": [h["id"] for h in hidden], "template_id": template_id,
+              "background": background},
     )

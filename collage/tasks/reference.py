@@ -156,7 +156,7 @@ def canny_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig)
     template_id, template = pick_template(rng, "reference", "canny", TEMPLATES["canny"])
     return Sample(cfg.op, {"tgt": rendered.rgb, "cond": edges},
                   {"prompt": template.format(scene=prompt_scene(objects, background)),
-                   "objects": objects, "template_id": template_id,
+                   "objects": objects, "template_id": template_id, "background": background,
                    "condition": {"kind": "canny", "input": "gray", "low": low, "high": high}})
 
 
@@ -170,6 +170,7 @@ def depth_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig)
         prompt = words.sentence_case(PHOTO_DEPTH_TEMPLATES[k].format(photo=words.photo_phrase(row["name"])))
         return Sample(cfg.op, {"tgt": photo, "cond": estimate_depth(photo, model_path)},
                       {"prompt": prompt, "objects": [], "template_id": f"reference.depth.photo.{k}",
+                       "background": words.photo_phrase(row["name"]),
                        "condition": {"kind": "depth", "source": "model", "model": name, "near": 255}})
     scene, rendered, background = collage(rng, assets, cfg)
     levels = layer_levels(len(scene.layers))
@@ -179,7 +180,7 @@ def depth_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig)
     template_id, template = pick_template(rng, "reference", "depth", TEMPLATES["depth"])
     prompt = template.format(scene=prompt_scene(objects, background, back_to_front=True))
     return Sample(cfg.op, {"tgt": rendered.rgb, "cond": depth},
-                  {"prompt": prompt, "objects": objects, "template_id": template_id,
+                  {"prompt": prompt, "objects": objects, "template_id": template_id, "background": background,
                    "condition": {"kind": "depth", "source": "layers", "near": 255, "background": 0,
                                  "levels": level_list}})
 
@@ -200,7 +201,7 @@ def seg_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -
     template_id, template = pick_template(rng, "reference", "seg", TEMPLATES["seg"])
     return Sample(cfg.op, {"tgt": rendered.rgb, "cond": seg},
                   {"prompt": template.format(legend=said), "objects": objects, "template_id": template_id,
-                   "condition": {"kind": "seg", "legend": legend}})
+                   "background": background, "condition": {"kind": "seg", "legend": legend}})
 
 
 def subject_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
@@ -242,7 +243,7 @@ def subject_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfi
     prompt = template.format(subject=subject.name, the_subject=f"the {subject.name}",
                              The_subject=f"The {subject.name}", context=context)
     return Sample(cfg.op, {"src": source.rgb, "tgt": target.rgb},
-                  {"prompt": prompt, "objects": objects, "template_id": template_id,
+                  {"prompt": prompt, "objects": objects, "template_id": template_id, "background": background_phrase,
                    "condition": {"kind": "subject", "name": subject.name,
                                  "source": object_entry(index, subject, source),
                                  "target": object_entry(len(companions), new_scene.layers[-1], target),

@@ -67,7 +67,7 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     if cfg.op not in OPS:
         raise ValueError(f"unknown segdet op {cfg.op!r}")
     width, height = cfg.width, cfg.height
-    scene, _, _ = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)), max_overlap=0.2)
+    scene, _, background = random_collage(rng, assets, width, height, count=int(rng.integers(1, 5)), max_overlap=0.2)
     src = render(scene)
     require_visible(src, 0.4)
     index = int(rng.integers(len(scene.layers)))
@@ -106,5 +106,6 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
         op=cfg.op,
         images={"src": src.rgb, "tgt": tgt},
         meta={"prompt": prompt, "objects": objects, "target_object": entry, "boxes": [box],
-              "color": list(PALETTE[colour]), "color_name": colour, "template_id": template_id},
+              "color": list(PALETTE[colour]), "color_name": colour, "template_id": template_id,
+              "background": background},
     )

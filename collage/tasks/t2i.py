@@ -298,7 +298,8 @@ def generate_text(rng: np.random.Generator, assets: AssetLibrary, width: int, he
                      f'{POSITION_PHRASES[t["position"]]}')
     template_id, prompt = fill_template(rng, "text", parts, background)
     return Sample(op="text", images={"tgt": canvas}, meta={"prompt": prompt, "objects": objects,
-                                                           "facts": {"texts": texts}, "template_id": template_id})
+                                                           "facts": {"texts": texts}, "template_id": template_id,
+                                                           "background": background})
 
 
 # --- shapes ----------------------------------------------------------------------------------------
@@ -436,7 +437,8 @@ def generate_shapes(rng: np.random.Generator, assets: AssetLibrary, width: int, 
         parts.append(f"{counted(f['count'], group)} {where_phrase(f['positions'])}")
     template_id, prompt = fill_template(rng, "shapes", parts, background)
     return Sample(op="shapes", images={"tgt": canvas}, meta={"prompt": prompt, "objects": objects,
-                                                             "facts": {"shapes": facts}, "template_id": template_id})
+                                                             "facts": {"shapes": facts}, "template_id": template_id,
+                                                             "background": background})
 
 
 # --- stickers --------------------------------------------------------------------------------------
@@ -625,7 +627,7 @@ def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int
     prompt = " ".join([opening] + sentences)
     return Sample(op="stickers", images={"tgt": rendered.rgb},
                   meta={"prompt": prompt, "objects": objects, "facts": {"counts": counts, "relations": stated},
-                        "template_id": template_id})
+                        "template_id": template_id, "background": background_phrase})
 
 
 @register("t2i", OPS, requires={"text": ("font",)})  # text draws in the manifests' fonts
