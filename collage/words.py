@@ -57,13 +57,13 @@ atlas gas platypus citrus circus bonus virus rhinoceros""".split())
 MASS_NOUNS = frozenset("""rice popcorn bread butter cheese honey milk salt sugar spaghetti lasagna sushi bacon
 custard fondue lemonade coffee tea beer sake wine water juice ice fog grass wood paper soap yarn thread ink
 fire bamboo corn broccoli toast cereal pasta mate oden luggage dna lightning rain snow money tennis golf
-badminton bowling lacrosse chess hockey karate curling knitting camping cooking information""".split())
+badminton bowling lacrosse chess hockey karate curling knitting camping cooking information garlic""".split())
 UNITS = {"cherries": "bunch", "grapes": "bunch", "bananas": "bunch", "flowers": "bunch", "fries": "serving",
          "rice": "bowl", "popcorn": "box", "spaghetti": "plate", "lasagna": "plate", "coffee": "cup",
          "tea": "cup", "milk": "glass", "juice": "glass", "lemonade": "glass", "water": "glass", "beer": "glass",
          "wine": "glass", "bread": "loaf", "cheese": "piece", "butter": "piece", "soap": "bar", "toast": "slice",
          "paper": "sheet", "wood": "piece", "ice": "piece", "grass": "patch", "fog": "patch", "yarn": "ball",
-         "honey": "jar", "salt": "pile", "sugar": "pile", "corn": "ear", "broccoli": "head"}
+         "honey": "jar", "salt": "pile", "sugar": "pile", "corn": "ear", "broccoli": "head", "garlic": "head"}
 PEOPLE_PLURALS = frozenset({"people", "men", "women", "children", "kids", "boys", "girls", "persons"})
 
 
