@@ -125,6 +125,7 @@ def head_word(name: str) -> str:
     return words[heads[0]]
 
 
+@functools.lru_cache(maxsize=8192)  # inflect is slow (type-checked calls); names repeat
 def _word_is_plural(word: str) -> bool:
     if word in PLURAL_ONLY:
         return True
@@ -166,6 +167,7 @@ def plural(name: str) -> str:
 _NUMERAL = re.compile(r"^(\d+)(st|nd|rd|th)?\b")
 
 
+@functools.lru_cache(maxsize=8192)  # inflect is slow (type-checked calls); names repeat
 def a_or_an(phrase: str) -> str:
     """inflect's indefinite article before `phrase` ("an orange box", "an hourglass", "a one oclock"), a
     leading numeral read as its word ("an 8 ball", "an 18th", "a 1st place medal")."""

@@ -18,9 +18,10 @@ WHITE_BACKGROUND = "a white background"
 
 
 def extreme_colours(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The two colours farthest apart in an image (on a 4-px grid): a procedural background's two
-    colours, a gradient's ends. (The first is the one farthest from the mean.)"""
-    grid = pixels[::4, ::4].reshape(-1, 3).astype(np.int32)
+    """The two colours farthest apart in an image (on a grid of ~64 points a side: gradients are smooth): a
+    procedural background's two colours, a gradient's ends. (The first is the one farthest from the mean.)"""
+    step = max(4, min(pixels.shape[:2]) // 64)
+    grid = pixels[::step, ::step].reshape(-1, 3).astype(np.int32)
     mean = grid.mean(axis=0)
     first = grid[int(np.argmax(((grid - mean) ** 2).sum(axis=1)))]
     second = grid[int(np.argmax(((grid - first) ** 2).sum(axis=1)))]
@@ -39,7 +40,8 @@ def describe_background(assets: AssetLibrary, asset_id: str, pixels: np.ndarray)
         asset_id.split(":", 1)[-1]
     if recipe in ("stripes", "checker", "dots", "solid"):
         first = pixels[0, 0].astype(np.int32)
-        second = pixels[::2, ::2].reshape(-1, 3).astype(np.int32)
+        step = max(2, min(pixels.shape[:2]) // 128)  # a pattern's cells and dots scale with the canvas
+        second = pixels[::step, ::step].reshape(-1, 3).astype(np.int32)
         second = second[int(np.argmax(((second - first) ** 2).sum(axis=1)))]
     else:
         first, second = extreme_colours(pixels)
