@@ -229,11 +229,8 @@ def save_checkpoint(run: Path, step: int, *, model, ema, optimizer, scheduler_st
 
 
 def _any_failed(world, error) -> bool:
-    if not world.distributed:
-        return error is not None
-    flags = torch.tensor([0.0 if error is None else 1.0], device=world._comm_device())
-    world.all_reduce_sum(flags)
-    return bool(flags.item() > 0)
+    """Did any rank fail (a collective: every rank must call it)."""
+    return world.any([error is not None])[0]
 
 
 def _read_rank(path: Path, rank: int) -> dict:

@@ -25,6 +25,7 @@ import torch
 from model.flow import euler_sample, interpolate, resolution_shift, velocity_target
 
 from .config import Config
+from .parallel import autocast
 from .shards import index_shard, read_json, read_tensor
 
 log = logging.getLogger("train.evaluate")
@@ -116,10 +117,6 @@ def load_holdout(rows: list[dict], max_vlm_len: int | None) -> list[HeldOut]:
     return sorted(out, key=lambda h: order[h.key])
 
 
-def _autocast(device: torch.device, dtype: torch.dtype):
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-
-
 @torch.no_grad()
 def validation_loss(model, samples: list[HeldOut], timesteps: int, seed: int, device: torch.device,
                     dtype: torch.dtype) -> dict:
@@ -134,7 +131,7 @@ def validation_loss(model, samples: list[HeldOut], timesteps: int, seed: int, de
         noise = torch.randn(x0.shape, generator=g)
         x0, noise, tt = x0.to(device), noise.to(device), t.to(device)
         vlm = s.vlm.unsqueeze(0).expand(timesteps, -1, -1).to(device)
-        with _autocast(device, dtype):
+        with autocast(device, dtype):
             pred = model(interpolate(x0, noise, tt), tt, vlm, None)
         loss = float((pred.float() - velocity_target(x0, noise)).square().mean())
         sums.setdefault(s.task, []).append(loss)
@@ -197,7 +194,7 @@ class SampleWriter:
             g = torch.Generator().manual_seed(int(_score(self.cfg.train.seed, s.key)[:12], 16) + 1)
             noise = torch.randn((1, *s.latent.shape), generator=g).to(device)
             neg = None if self.uncond is None else self.uncond.unsqueeze(0).to(device)
-            with _autocast(device, dtype):
+            with autocast(device, dtype):
                 x = euler_sample(model, noise, s.vlm.unsqueeze(0).to(device), None, steps=e.sample_steps,
                                  guidance=e.cfg if neg is not None else 1.0, neg_feats=neg,
                                  shift=resolution_shift(*s.latent.shape[-2:]))

@@ -33,7 +33,8 @@ from collage.errors import UserError
 from model.dit import DreamOmniDiT
 from model.flow import flow_loss, resolution_shift, sample_t
 
-from .checkpoint import CheckpointError, full_state, load_latest, restore, save_checkpoint, set_rng_state
+from .checkpoint import (CheckpointError, full_state, list_checkpoints, load_latest, restore, save_checkpoint,
+                         set_rng_state)
 from .config import Config, dit_config
 from .data import FeatureLoader, LoaderConfig
 from .ema import EMA
@@ -41,7 +42,7 @@ from .evaluate import SampleWriter, holdout_for, load_holdout, validation_loss
 from .metrics import (LossTally, MetricsLog, peak_memory_gib, peak_tflops, reset_peak_memory, train_flops,
                       truncate_metrics)
 from .optim import build_optimizer, build_scheduler, clip_grad, load_scheduler_state, scheduler_state
-from .parallel import compute_dtype, init_distributed, set_backend_flags, set_gradient_sync, unwrap, wrap_model
+from .parallel import autocast, compute_dtype, init_distributed, set_backend_flags, set_gradient_sync, unwrap, wrap_model
 
 log = logging.getLogger("train.loop")
 
@@ -177,7 +178,7 @@ def _train(cfg: Config, run: Path, world, echo, stops: StopSignals) -> dict:
 
     # -- model (initial weights on CPU, identical on every rank), held-out set, data
     model = DreamOmniDiT(dit_config(cfg.model))
-    resuming = world.broadcast_object(any(run.glob("step-*/meta.json")))
+    resuming = world.broadcast_object(bool(list_checkpoints(run)))
     if cfg.model.init_from and not resuming:
         init_weights(model, cfg)
         echo(f"initialised from {cfg.model.init_from}{' (EMA)' if cfg.model.init_from_ema else ''}")
@@ -271,8 +272,7 @@ def _train(cfg: Config, run: Path, world, echo, stops: StopSignals) -> dict:
                 B, _, h, w = x0.shape
                 tt = sample_t(B, shift=resolution_shift(h, w), generator=gen, device=device)
                 noise = torch.randn(x0.shape, generator=gen, device=device)
-                with set_gradient_sync(model, m == accum - 1), \
-                        torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                with set_gradient_sync(model, m == accum - 1), autocast(device, dtype):
                     per_sample = flow_loss(model, x0, feats, mask, t=tt, noise=noise, reduction="none")
                     loss = per_sample.mean() / accum
                     loss.backward()

@@ -87,7 +87,7 @@ class LossTally:
         non-empty entries)."""
         both = torch.cat([self.by_task, self.by_bin])
         if world.distributed:
-            both = both.to(world._comm_device())
+            both = both.to(world.comm_device())
             world.all_reduce_sum(both)
         by_task, by_bin = both[: len(TASKS)].tolist(), both[len(TASKS):].tolist()
         total, count = map(sum, zip(*by_task))

@@ -51,7 +51,7 @@ class World:
     def all_reduce_max(self, value: float) -> float:
         if not self.distributed:
             return value
-        t = torch.tensor([value], dtype=torch.float64, device=self._comm_device())
+        t = torch.tensor([value], dtype=torch.float64, device=self.comm_device())
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return float(t.item())
 
@@ -59,7 +59,7 @@ class World:
         """Per flag: is it set on any rank (one all-reduce for all of them)."""
         if not self.distributed:
             return [bool(f) for f in flags]
-        t = torch.tensor([float(f) for f in flags], device=self._comm_device())
+        t = torch.tensor([float(f) for f in flags], device=self.comm_device())
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return [bool(v) for v in t.tolist()]
 
@@ -77,7 +77,7 @@ class World:
         dist.all_gather_object(out, obj)
         return out
 
-    def _comm_device(self) -> torch.device:
+    def comm_device(self) -> torch.device:
         return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
 
     def close(self) -> None:
@@ -114,6 +114,11 @@ def compute_dtype(cfg: TrainLoopConfig, device: torch.device) -> torch.dtype:
     if cfg.precision == "fp32":
         return torch.float32
     return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Autocast to `dtype` (bf16 on GPU); a no-op for fp32."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
 def set_backend_flags(cfg: TrainLoopConfig) -> None:
