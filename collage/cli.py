@@ -104,6 +104,87 @@ def verify(out, no_decode) -> None:
     click.echo(f"verify: ok: {totals['samples']:,} samples in {totals['shards']:,} shards, {totals['bytes'] / 1e6:,.1f} MB")
 
 
+def caption_options(prefix: str = ""):
+    """The caption flags, for `collage caption` (no prefix) and inline in `collage generate` (--caption-…)."""
+    p = f"--{prefix}"
+    options = [
+        click.option(f"{p}base-url", f"{prefix.replace('-', '_')}base_url", default=None,
+                     help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL). "
+                          "The key comes from $OPENAI_API_KEY only."),
+        click.option(f"{p}model", f"{prefix.replace('-', '_')}model", default=None, help="Model name the server serves."),
+        click.option(f"{p}concurrency", f"{prefix.replace('-', '_')}concurrency", type=click.IntRange(1, 4096),
+                     default=32, show_default=True, help="Requests in flight (per generate worker when inline)."),
+        click.option(f"{p}timeout", f"{prefix.replace('-', '_')}timeout", type=click.FloatRange(0.1, 3600), default=30.0,
+                     show_default=True, help="Seconds per request, whatever the server does."),
+        click.option(f"{p}max-retries", f"{prefix.replace('-', '_')}max_retries", type=click.IntRange(0, 20), default=2,
+                     show_default=True, help="Retries after a server fault, and re-asks after a refused answer."),
+        click.option(f"{p}temperature", f"{prefix.replace('-', '_')}temperature", type=click.FloatRange(0, 2),
+                     default=0.7, show_default=True),
+        click.option(f"{p}max-tokens", f"{prefix.replace('-', '_')}max_tokens", type=click.IntRange(16, 8192),
+                     default=256, show_default=True, help="Answer budget (a reasoning model needs more)."),
+        click.option(f"{p}tasks", f"{prefix.replace('-', '_')}tasks", default=None,
+                     help="Only these tasks' captions (comma-separated; default all)."),
+        click.option(f"{p}cache", f"{prefix.replace('-', '_')}cache", default=None, type=click.Path(file_okay=False),
+                     help="Answer cache folder (default: ~/.cache/collage/captions)."),
+        click.option(f"{p}give-up-after", f"{prefix.replace('-', '_')}give_up_after", type=click.FloatRange(1, 86400),
+                     default=120.0, show_default=True,
+                     help="Stop (resumably) after this many seconds in which the server answered nothing."),
+    ]
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
+
+
+def caption_settings(values: dict, prefix: str = ""):
+    from .captions.settings import make_caption_settings
+
+    key = prefix.replace("-", "_")
+    return make_caption_settings(values[f"{key}base_url"], values[f"{key}model"], values[f"{key}concurrency"],
+                                 values[f"{key}timeout"], values[f"{key}max_retries"], values[f"{key}temperature"],
+                                 values[f"{key}tasks"], values[f"{key}cache"], values[f"{key}max_tokens"],
+                                 values[f"{key}give_up_after"], flag=f"--{prefix}")
+
+
+@cli.command()
+@click.argument("out")
+@caption_options()
+@click.option("--dry-run", is_flag=True, help="Print what would be captioned; send and write nothing.")
+@click.option("--force", is_flag=True, help="Caption again a run captioned with another caption config.")
+@click.option("--no-progress", is_flag=True)
+def caption(out, dry_run, force, no_progress, **values) -> None:
+    """Refine the captions of a finished run with an LLM (guarded: facts kept or the template stays).
+    Resumable: rerun the same command after any interruption."""
+    from .captions.client import ServerDown
+    from .captions.run import caption_run
+
+    config, runtime = caption_settings(values)
+    try:
+        summary = caption_run(out, config, runtime, force=force, dry_run=dry_run,
+                              progress=not no_progress and sys.stderr.isatty(),
+                              note=lambda line: click.echo(f"note: {line}", err=True))
+    except ServerDown as exc:
+        click.echo(f"error: --base-url {runtime.base_url}: {exc}; the pass stopped, finished shards are kept: rerun "
+                   "the same command to resume", err=True)
+        raise SystemExit(1) from None
+    if dry_run:
+        todo = summary.shards - summary.done_before
+        click.echo(f"caption {out}: {todo:,} of {summary.shards:,} shards to caption with {config.model} "
+                   f"(tasks {','.join(config.tasks)}); {summary.done_before:,} done by this pass")
+        return
+    rate = summary.asked / max(summary.seconds, 1e-9)
+    status = "done" if summary.complete else "incomplete"
+    click.echo(f"{status}: {summary.line()}; {summary.captioned:,} shards captioned, {summary.done_before:,} already "
+               f"done; {summary.requests:,} requests, {sum(summary.faults.values()):,} server faults, "
+               f"{summary.seconds:,.1f} s ({rate:,.1f} captions/s) → {out}")
+    if not summary.complete:
+        click.echo(f"{summary.counts['failed']:,} captions failed on the server and kept their template: rerun the "
+                   "same command to retry them", err=True)
+        raise SystemExit(1)
+
+
 @cli.command()
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Gallery folder to write.")

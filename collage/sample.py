@@ -75,5 +75,16 @@ def encode_members(sample: Sample, meta: dict[str, Any], fmt: str) -> dict[str, 
     for name in ("mask", "cond"):
         if name in sample.images:
             members[f"{name}.png"] = encode_png(sample.images[name])
-    members["json"] = json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode()
+    members["json"] = encode_json(meta)
     return members
+
+
+def encode_json(meta: dict[str, Any]) -> bytes:
+    """A sample's json member (compact, UTF-8): the one encoding, for generate and caption rewrites alike."""
+    return json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def index_row(meta: dict[str, Any]) -> dict[str, Any]:
+    """A sample's row in its shard's parquet index (the writer adds the key and the members' byte sizes)."""
+    return {"task": meta["task"], "op": meta["op"], "width": meta["width"], "height": meta["height"],
+            "caption_source": meta["caption_source"]}

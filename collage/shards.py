@@ -23,6 +23,38 @@ def shard_stem(name: str, shard: int) -> str:
     return f"{name}-{shard:06d}"
 
 
+JOURNAL_SUFFIX = ".replace.json"
+
+
+def journal_name(stem: str) -> str:
+    """The journal of a shard being replaced (see ShardWriter.commit): parquet and stats of the new tar."""
+    return f"{stem}{JOURNAL_SUFFIX}"
+
+
+def finish_replacements(storage: Storage) -> list[str]:
+    """Roll every interrupted shard replacement forward (its new tar is published: write its parquet and stats)
+    or back (the old tar is still there: drop the journal). Only the run's lock holder may call this.
+    Returns one line per journal handled."""
+    import base64
+
+    lines = []
+    for file_name in sorted(n for n in storage.listing() if n.endswith(JOURNAL_SUFFIX)):
+        stem = file_name[:-len(JOURNAL_SUFFIX)]
+        journal, why = read_json(storage, file_name)
+        tar = f"{stem}.tar"
+        try:
+            ok = why is None and storage.exists(tar) and sha256_of(storage, tar) == journal["stats"]["sha256"]
+            if ok:
+                storage.write_bytes(f"{stem}.parquet", base64.b64decode(journal["parquet"]))
+                storage.write_bytes(f"{stem}.stats.json", json.dumps(journal["stats"], indent=1).encode())
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        storage.remove(file_name)
+        lines.append(f"{stem}: an interrupted replacement was " + ("finished" if ok else "dropped (the shard keeps "
+                                                                                           "its previous files)"))
+    return lines
+
+
 def shard_pattern(name: str) -> re.Pattern:
     """`{name}-{shard:06d}` + one of the shard's file suffixes; group 1 is the shard number."""
     return re.compile(rf"^{re.escape(name)}-(\d{{6}})\.(tar|parquet|stats\.json)$")

@@ -18,7 +18,7 @@ import numpy as np
 from .assets import AssetLibrary
 from .config import ASPECT_BUCKETS, MixEntry, RunConfig, aspect_buckets
 from .errors import Reject
-from .sample import Sample, encode_members
+from .sample import Sample, encode_members, index_row
 from .storage import Storage, refusals_as_storage_errors
 from .tasks import GenConfig, get_task
 from .writer import ShardWriter, shard_stem
@@ -134,9 +134,7 @@ def make_shard(cfg: RunConfig, shard: int, out: str, manifest_dir: str | None = 
     with refusals_as_storage_errors(f"{out} (writing {stem})"), ShardWriter(storage, cfg.name, shard) as writer:
         for index in range(cfg.shard_samples(shard)):
             members, meta = make_sample(cfg, assets, shard, index, counters)
-            row = {"task": meta["task"], "op": meta["op"], "width": meta["width"], "height": meta["height"],
-                   "caption_source": meta["caption_source"]}
-            writer.write(f"{stem}-{index:06d}", members, row)
+            writer.write(f"{stem}-{index:06d}", members, index_row(meta))
         return writer.commit({"config": cfg.digest(), "seed": cfg.seed, "failures": counters["failures"],
                               "rejects": counters["rejects"], "assets_skipped": len(assets.skipped),
                               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})

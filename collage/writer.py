@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -11,7 +12,7 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .shards import shard_stem
+from .shards import journal_name, shard_stem
 from .storage import Storage
 
 __all__ = ["ShardWriter", "TarMembers", "shard_stem"]
@@ -76,16 +77,27 @@ class ShardWriter:
         self._tar.add(key, members)
         self.rows.append({"key": key, **row, **{f"bytes_{k.split('.')[0]}": len(v) for k, v in members.items()}})
 
-    def commit(self, stats: dict) -> dict:
-        """Publish the tar, then the parquet index, then the stats file that marks the shard done."""
+    def commit(self, stats: dict, replacing: bool = False) -> dict:
+        """Publish the tar, then the parquet index, then the stats file that marks the shard done.
+
+        `replacing`: the shard replaces a published one (a caption pass). Its parquet and stats are first
+        written to a journal, so a crash between the three files is rolled forward (shards.finish_replacements)
+        instead of leaving a tar that disagrees with its stats."""
         self._tar.close()
         self._file.close()
-        self._stage.__exit__(None, None, None)  # fsync + rename/upload of the tar
-        self.storage.write_bytes(f"{self.stem}.parquet", _parquet_bytes(self.rows))
+        parquet = _parquet_bytes(self.rows)
         stats = {"shard": self.shard, "name": self.name, "tar": f"{self.stem}.tar", "samples": len(self.rows),
                  "bytes": self._tar.size, "sha256": self._tar.sha.hexdigest(), **stats,
                  "seconds": round(time.time() - self.started, 3)}
-        self.storage.write_bytes(f"{self.stem}.stats.json", json.dumps(stats, indent=1).encode())
+        stats_bytes = json.dumps(stats, indent=1).encode()
+        if replacing:
+            self.storage.write_bytes(journal_name(self.stem), json.dumps(
+                {"stats": stats, "parquet": base64.b64encode(parquet).decode()}).encode())
+        self._stage.__exit__(None, None, None)  # fsync + rename/upload of the tar
+        self.storage.write_bytes(f"{self.stem}.parquet", parquet)
+        self.storage.write_bytes(f"{self.stem}.stats.json", stats_bytes)
+        if replacing:
+            self.storage.remove(journal_name(self.stem))
         return stats
 
     def __exit__(self, exc_type, exc, tb) -> None:
