@@ -10,7 +10,7 @@ import click
 
 from . import interrupts
 from .counts import parse_count
-from .errors import StorageError, UserError
+from .errors import ServerDown, StorageError, UserError
 
 
 class CountType(click.ParamType):
@@ -28,80 +28,6 @@ class CountType(click.ParamType):
 @click.version_option(package_name="collage")
 def cli() -> None:
     """collage: synthetic, exactly labelled training data for unified image generation and editing."""
-
-
-@cli.command()
-@click.option("--task", help="One task: drag, t2i, inpaint, edit, reference, segdet.")
-@click.option("--pipeline", type=click.Path(dir_okay=False), help="A task mix, e.g. pipelines/dreamomni.yaml.")
-@click.option("--n", "n", type=CountType(), default="1000", show_default=True, help="Samples: 1000, 1.5k, 12M, 12_000_000.")
-@click.option("--out", required=True, help="Run directory (local path, or s3://… through fsspec).")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
-@click.option("--size", type=int, default=512, show_default=True, help="Canvas side (or base side for aspect buckets).")
-@click.option("--aspect-ratios", type=click.Choice(["square", "all"]), default="square", show_default=True,
-              help="'all': draw each canvas from the 31 aspect buckets 4:1 … 1:4 around size².")
-@click.option("--ops", help="Comma-separated ops of --task (default: all of them).")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="A task option, e.g. add_background=mixed (edit) or depth_model=/path (reference); repeatable.")
-@click.option("--shard-size", type=CountType(), default="1000", show_default=True)
-@click.option("--image-format", type=click.Choice(["jpg", "png", "webp"]), default="jpg", show_default=True)
-@click.option("--workers", type=click.IntRange(1, 4096), help="Local Ray instance size (default: all cores).")
-@click.option("--address", help="An existing Ray cluster, e.g. 10.0.0.1:6379 or auto.")
-@click.option("--backend", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
-              help="'local' runs shards in this process, one after another (for debugging).")
-@click.option("--assets", "manifest_dir", type=click.Path(file_okay=False), help="Asset manifest folder (default: assets_manifest/).")
-@click.option("--dry-run", is_flag=True, help="Print the shard plan and estimated size; write nothing.")
-@click.option("--force", is_flag=True, help="Replace a run with a different config in --out.")
-@click.option("--check-existing", is_flag=True,
-              help="Re-hash every finished shard before skipping it (default: sizes and config always, hashes "
-                   "when the run is local and at most 2 GiB).")
-@click.option("--no-progress", is_flag=True)
-def generate(task, pipeline, n, out, seed, size, aspect_ratios, ops, options, shard_size, image_format, workers, address, backend,
-             manifest_dir, dry_run, force, check_existing, no_progress) -> None:
-    """Generate N samples into webdataset shards (resumable: rerun the same command to finish)."""
-    from .api import make_config
-    from .config import validate
-    from .runner import estimate_bytes_per_sample, plan_text, run
-
-    cfg = make_config(task, n, seed, size, ops, shard_size, image_format, pipeline, aspect_ratios, manifest_dir,
-                      list(options))
-    validate(cfg)
-    if dry_run:
-        click.echo(plan_text(cfg, estimate_bytes_per_sample(cfg, manifest_dir)))
-        return
-    summary = run(cfg, out, backend=backend, workers=workers, address=address, manifest_dir=manifest_dir, force=force,
-                  progress=not no_progress and sys.stderr.isatty(), check_existing=True if check_existing else None,
-                  note=lambda line: click.echo(f"note: {line}", err=True))
-    rate = summary.made / max(summary.seconds, 1e-9)  # this run's own pace, not the shards found done
-    click.echo(f"{'done' if summary.ok else 'incomplete'}: {summary.samples:,} samples in {summary.shards:,} shards "
-               f"({summary.skipped_shards:,} already done), {summary.bytes / 1e6:,.1f} MB, {summary.failures} failed draws, "
-               f"{summary.rejects} redraws, {summary.assets_skipped} assets skipped, {summary.seconds:,.1f} s "
-               f"({rate:,.0f} samples/s) → {out}")
-    if not summary.ok:
-        for shard, why in sorted(summary.failed_shards.items()):
-            click.echo(f"shard {shard} failed: {why}", err=True)
-        raise SystemExit(1)
-
-
-@cli.command()
-@click.argument("out")
-@click.option("--no-decode", is_flag=True, help="Check hashes and counts only.")
-def verify(out, no_decode) -> None:
-    """Re-hash every shard, check counts against stats and sizes.json, decode every sample (sample runs and
-    train.precompute feature directories alike)."""
-    from .verify import run_kind, verify as run_verify
-
-    if run_kind(out) == "features":  # a feature directory: train.verify knows its contract
-        from train.verify import report, verify_features
-
-        report(out, *verify_features(out, decode=not no_decode))
-        return
-    problems, totals = run_verify(out, decode=not no_decode)
-    for problem in problems:
-        click.echo(f"problem: {problem}", err=True)
-    if problems:
-        click.echo(f"verify: {len(problems)} problem(s) in {out}", err=True)
-        raise SystemExit(1)
-    click.echo(f"verify: ok: {totals['samples']:,} samples in {totals['shards']:,} shards, {totals['bytes'] / 1e6:,.1f} MB")
 
 
 def caption_options(prefix: str = ""):
@@ -149,6 +75,98 @@ def caption_settings(values: dict, prefix: str = ""):
 
 
 @cli.command()
+@click.option("--task", help="One task: drag, t2i, inpaint, edit, reference, segdet.")
+@click.option("--pipeline", type=click.Path(dir_okay=False), help="A task mix, e.g. pipelines/dreamomni.yaml.")
+@click.option("--n", "n", type=CountType(), default="1000", show_default=True, help="Samples: 1000, 1.5k, 12M, 12_000_000.")
+@click.option("--out", required=True, help="Run directory (local path, or s3://… through fsspec).")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
+@click.option("--size", type=int, default=512, show_default=True, help="Canvas side (or base side for aspect buckets).")
+@click.option("--aspect-ratios", type=click.Choice(["square", "all"]), default="square", show_default=True,
+              help="'all': draw each canvas from the 31 aspect buckets 4:1 … 1:4 around size².")
+@click.option("--ops", help="Comma-separated ops of --task (default: all of them).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A task option, e.g. add_background=mixed (edit) or depth_model=/path (reference); repeatable.")
+@click.option("--shard-size", type=CountType(), default="1000", show_default=True)
+@click.option("--image-format", type=click.Choice(["jpg", "png", "webp"]), default="jpg", show_default=True)
+@click.option("--workers", type=click.IntRange(1, 4096), help="Local Ray instance size (default: all cores).")
+@click.option("--address", help="An existing Ray cluster, e.g. 10.0.0.1:6379 or auto.")
+@click.option("--backend", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
+              help="'local' runs shards in this process, one after another (for debugging).")
+@click.option("--assets", "manifest_dir", type=click.Path(file_okay=False), help="Asset manifest folder (default: assets_manifest/).")
+@click.option("--dry-run", is_flag=True, help="Print the shard plan and estimated size; write nothing.")
+@click.option("--force", is_flag=True, help="Replace a run with a different config in --out.")
+@click.option("--check-existing", is_flag=True,
+              help="Re-hash every finished shard before skipping it (default: sizes and config always, hashes "
+                   "when the run is local and at most 2 GiB).")
+@click.option("--no-progress", is_flag=True)
+@caption_options("caption-")
+def generate(task, pipeline, n, out, seed, size, aspect_ratios, ops, options, shard_size, image_format, workers, address, backend,
+             manifest_dir, dry_run, force, check_existing, no_progress, **caption_values) -> None:
+    """Generate N samples into webdataset shards (resumable: rerun the same command to finish). With
+    --caption-model, each shard's captions are refined by an LLM before it is committed (as `collage caption`)."""
+    import dataclasses
+
+    from .api import make_config
+    from .config import validate
+    from .runner import estimate_bytes_per_sample, plan_text, run
+
+    cfg = make_config(task, n, seed, size, ops, shard_size, image_format, pipeline, aspect_ratios, manifest_dir,
+                      list(options))
+    validate(cfg)
+    caption_runtime = None
+    if caption_values["caption_model"] or caption_values["caption_base_url"]:
+        caption_config, caption_runtime = caption_settings(caption_values, "caption-")
+        cfg = dataclasses.replace(cfg, captions=caption_config.to_json())
+    if dry_run:
+        click.echo(plan_text(cfg, estimate_bytes_per_sample(cfg, manifest_dir)))
+        return
+    summary = run(cfg, out, backend=backend, workers=workers, address=address, manifest_dir=manifest_dir, force=force,
+                  progress=not no_progress and sys.stderr.isatty(), check_existing=True if check_existing else None,
+                  note=lambda line: click.echo(f"note: {line}", err=True), caption_runtime=caption_runtime)
+    rate = summary.made / max(summary.seconds, 1e-9)  # this run's own pace, not the shards found done
+    click.echo(f"{'done' if summary.ok else 'incomplete'}: {summary.samples:,} samples in {summary.shards:,} shards "
+               f"({summary.skipped_shards:,} already done), {summary.bytes / 1e6:,.1f} MB, {summary.failures} failed draws, "
+               f"{summary.rejects} redraws, {summary.assets_skipped} assets skipped, {summary.seconds:,.1f} s "
+               f"({rate:,.0f} samples/s) → {out}")
+    failed_captions = summary.captions.get("failed", 0)
+    if cfg.captions:
+        c = summary.captions
+        click.echo(f"captions: {c.get('refined', 0):,} refined, {c.get('cache', 0):,} from cache, "
+                   f"{c.get('rejected', 0):,} rejected by the guard, {failed_captions:,} failed, "
+                   f"{c.get('rejected', 0) + failed_captions + c.get('skipped', 0):,} kept as template")
+    if not summary.ok:
+        for shard, why in sorted(summary.failed_shards.items()):
+            click.echo(f"shard {shard} failed: {why}", err=True)
+        raise SystemExit(1)
+    if failed_captions:
+        click.echo(f"{failed_captions:,} captions failed on the server and kept their template: retry them with "
+                   f"`collage caption {out}` and the same --caption-… settings (without the prefix)", err=True)
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("out")
+@click.option("--no-decode", is_flag=True, help="Check hashes and counts only.")
+def verify(out, no_decode) -> None:
+    """Re-hash every shard, check counts against stats and sizes.json, decode every sample (sample runs and
+    train.precompute feature directories alike)."""
+    from .verify import run_kind, verify as run_verify
+
+    if run_kind(out) == "features":  # a feature directory: train.verify knows its contract
+        from train.verify import report, verify_features
+
+        report(out, *verify_features(out, decode=not no_decode))
+        return
+    problems, totals = run_verify(out, decode=not no_decode)
+    for problem in problems:
+        click.echo(f"problem: {problem}", err=True)
+    if problems:
+        click.echo(f"verify: {len(problems)} problem(s) in {out}", err=True)
+        raise SystemExit(1)
+    click.echo(f"verify: ok: {totals['samples']:,} samples in {totals['shards']:,} shards, {totals['bytes'] / 1e6:,.1f} MB")
+
+
+@cli.command()
 @click.argument("out")
 @caption_options()
 @click.option("--dry-run", is_flag=True, help="Print what would be captioned; send and write nothing.")
@@ -157,8 +175,8 @@ def caption_settings(values: dict, prefix: str = ""):
 def caption(out, dry_run, force, no_progress, **values) -> None:
     """Refine the captions of a finished run with an LLM (guarded: facts kept or the template stays).
     Resumable: rerun the same command after any interruption."""
-    from .captions.client import ServerDown
     from .captions.run import caption_run
+    from .errors import ServerDown
 
     config, runtime = caption_settings(values)
     try:
@@ -311,6 +329,10 @@ def main(argv: list[str] | None = None, command: click.Command | None = None, pr
         return 2
     except StorageError as exc:  # a worker's write was refused (disk full, read-only): the run stopped
         click.echo(f"error: {exc}", err=True)
+        return 1
+    except ServerDown as exc:  # the caption server is gone or refuses us: the run stopped, resumable
+        click.echo(f"error: the caption server: {exc}; finished shards are kept: rerun the same command to resume",
+                   err=True)
         return 1
     except OSError as exc:  # the file system said no (disk full, permissions): say so in one line
         click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)

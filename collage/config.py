@@ -46,9 +46,12 @@ class RunConfig:
     version: str = __version__
     format_version: int = FORMAT_VERSION
     pipeline: dict = field(default_factory=dict, compare=False, hash=False)
+    captions: dict = field(default_factory=dict, compare=False, hash=False)  # inline captioning's CaptionConfig
 
     def to_json(self) -> dict:
         data = asdict(self)
+        if not data["captions"]:  # runs without inline captions keep the digest they always had
+            del data["captions"]
         data["mix"] = [dict(task=m.task, ops=list(m.ops), weight=m.weight, options=dict(m.options)) for m in self.mix]
         return data
 

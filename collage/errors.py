@@ -13,5 +13,10 @@ class StorageError(Exception):
     """The run's storage refused a write (disk full, read-only, no permission): the run stops with one line."""
 
 
+class ServerDown(Exception):
+    """The caption server failed every request for a while, or refuses us as such: the run stops with one
+    line (exit 1); finished shards are kept and a rerun resumes."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C (finished shards kept, temporaries removed), exit code 143."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from . import interrupts
 from .assets import AssetLibrary
 from .config import RunConfig, validate
-from .errors import StorageError, UserError
+from .errors import ServerDown, StorageError, UserError
 from .runlock import RunLock
 from .shards import finished_shards, read_json, shard_stem
 from .storage import Storage, open_storage
@@ -44,6 +44,7 @@ class RunSummary:
     failed_shards: dict[int, str] = field(default_factory=dict)
 
     resumed_samples: int = 0  # of shards found finished
+    captions: dict[str, int] = field(default_factory=dict)  # inline caption outcome counts (refine.KINDS)
 
     @property
     def made(self) -> int:
@@ -154,10 +155,11 @@ def estimate_bytes_per_sample(cfg: RunConfig, manifest_dir: str | None, probes: 
 
 def run(cfg: RunConfig, out: str, backend: str = "ray", workers: int | None = None, address: str | None = None,
         manifest_dir: str | None = None, force: bool = False, progress: bool = True,
-        check_existing: bool | None = None, note=None) -> RunSummary:
+        check_existing: bool | None = None, note=None, caption_runtime=None) -> RunSummary:
     """Make every unfinished shard of `cfg` in `out`. `check_existing`: re-hash finished shards before
     trusting them (None: when cheap, see collage.shards.REHASH_BYTES; sizes and config are always checked).
-    `note(line)` receives what the user should know (capped workers, shards redone)."""
+    `note(line)` receives what the user should know (capped workers, shards redone). `caption_runtime`
+    (collage.captions.settings.CaptionRuntime): where inline captions (`cfg.captions`) are asked for."""
     note = note or (lambda line: log.warning("%s", line))
     validate(cfg)
     if backend not in ("ray", "local"):
@@ -170,12 +172,16 @@ def run(cfg: RunConfig, out: str, backend: str = "ray", workers: int | None = No
     check_assets(cfg, assets)
     if address:
         _check_reachable(address)
+    if cfg.captions:  # an unreachable caption server or a refused key: one line before any work
+        from .captions.run import preflight
+
+        preflight(cfg.captions, caption_runtime, note)
     workers = _cap_workers(workers, address, backend, note)
     with RunLock(storage, f"collage generate {cfg.name}"):
         try:
             with (ray_session(workers, address) if backend == "ray" else contextlib.nullcontext()):
                 return _run_locked(cfg, storage, backend, workers, manifest_dir, force, progress, check_existing,
-                                   note, assets)
+                                   note, assets, caption_runtime)
         except StorageError as exc:
             raise StorageError(f"{exc}; free space or fix permissions, then rerun the same command to resume") from None
         finally:
@@ -183,7 +189,7 @@ def run(cfg: RunConfig, out: str, backend: str = "ray", workers: int | None = No
 
 
 def _run_locked(cfg, storage, backend, workers, manifest_dir, force, progress, check_existing, note,
-                assets) -> RunSummary:
+                assets, caption_runtime=None) -> RunSummary:
     prepare_out(storage, cfg, force)
     write_licenses(storage, assets)
     started = time.time()
@@ -210,14 +216,18 @@ def _run_locked(cfg, storage, backend, workers, manifest_dir, force, progress, c
         if backend == "local":
             for shard in todo:
                 interrupts.check()
-                done[shard] = make_shard(cfg, shard, storage.url, manifest_dir)
+                done[shard] = make_shard(cfg, shard, storage.url, manifest_dir, caption_runtime)
                 _add(summary, done[shard])
                 bar.update(summary.samples)
         else:
-            _run_ray(cfg, storage.url, todo, workers, manifest_dir, summary, bar, done)
+            _run_ray(cfg, storage.url, todo, workers, manifest_dir, summary, bar, done, caption_runtime)
     finally:
         bar.close()
     write_sizes(storage, cfg, done)
+    if cfg.captions:
+        from .captions.run import write_inline_summary
+
+        write_inline_summary(storage, cfg, done)
     summary.seconds = time.time() - started
     return summary
 
@@ -239,6 +249,9 @@ def _add(summary: RunSummary, stats: dict) -> None:
     summary.failures += stats.get("failures", 0)
     summary.rejects += stats.get("rejects", 0)
     summary.assets_skipped = max(summary.assets_skipped, stats.get("assets_skipped", 0))
+    for kind, count in (stats.get("captions") or {}).items():
+        if kind != "pass":
+            summary.captions[kind] = summary.captions.get(kind, 0) + count
 
 
 def _check_reachable(address: str) -> None:
@@ -294,16 +307,16 @@ class RetryableShardError(Exception):
     """A shard's code failed: worth Ray's retries (a full disk, raised as StorageError, is not)."""
 
 
-def make_shard_task(cfg: RunConfig, shard: int, out: str, manifest_dir: str | None) -> dict:
+def make_shard_task(cfg: RunConfig, shard: int, out: str, manifest_dir: str | None, caption_runtime=None) -> dict:
     try:
-        return make_shard(cfg, shard, out, manifest_dir)
-    except StorageError:
+        return make_shard(cfg, shard, out, manifest_dir, caption_runtime)
+    except (StorageError, ServerDown):
         raise
     except Exception as exc:
         raise RetryableShardError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar, done: dict[int, dict]) -> None:
+def _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar, done: dict[int, dict], caption_runtime=None) -> None:
     import ray
 
     remote = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES, retry_exceptions=[RetryableShardError])(make_shard_task)
@@ -315,7 +328,7 @@ def _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar, done: dict[int
     while queue or pending:
         while queue and len(pending) < window:
             shard = queue.pop()
-            pending[remote.remote(cfg, shard, out, manifest_dir)] = shard
+            pending[remote.remote(cfg, shard, out, manifest_dir, caption_runtime)] = shard
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
         interrupts.check()  # a Ctrl-C that Ray's wait swallowed still stops the run
         for ref in ready:
@@ -325,6 +338,8 @@ def _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar, done: dict[int
                 _add(summary, done[shard])
             except StorageError as exc:  # every other shard would fail the same way: stop, say it once
                 raise StorageError(_last_line(exc)) from None  # the message alone, without Ray's traceback
+            except ServerDown as exc:  # the caption server is gone: as above
+                raise ServerDown(_last_line(exc)) from None
             except Exception as exc:  # retries exhausted: report, keep going with the other shards
                 summary.failed_shards[shard] = _last_line(exc)[:300]
             bar.update(summary.samples)
@@ -333,7 +348,9 @@ def _run_ray(cfg, out, todo, workers, manifest_dir, summary, bar, done: dict[int
 def _last_line(exc: BaseException) -> str:
     text = str(getattr(exc, "cause", None) or exc).strip()
     line = text.splitlines()[-1] if text else type(exc).__name__
-    for prefix in ("collage.errors.StorageError: ", "StorageError: ", "RetryableShardError: "):
+    for prefix in ("collage.errors.StorageError: ", "StorageError: ", "RetryableShardError: ",
+                   "collage.errors.ServerDown: ", "ServerDown: ", "collage.captions.client.ServerRefused: ",
+                   "ServerRefused: "):
         line = line.removeprefix(prefix)
     return line
 

@@ -6,6 +6,7 @@ import bisect
 import ctypes
 import hashlib
 import itertools
+import json
 import logging
 import resource
 import struct
@@ -121,20 +122,32 @@ def make_sample(cfg: RunConfig, assets: AssetLibrary, shard: int, index: int,
     return encode_members(sample, meta, cfg.image_format), meta
 
 
-def make_shard(cfg: RunConfig, shard: int, out: str, manifest_dir: str | None = None) -> dict:
+def make_shard(cfg: RunConfig, shard: int, out: str, manifest_dir: str | None = None,
+               caption_runtime=None) -> dict:
     """Generate, write and commit shard `shard`; returns its stats. Pure in (cfg, shard): reruns give the same tar.
 
     The stats marker carries the config's digest: a shard of another config, whoever wrote it, is never
-    taken for one of this run. A full or read-only disk raises StorageError (not worth a retry)."""
+    taken for one of this run. A full or read-only disk raises StorageError (not worth a retry). With inline
+    captions (`cfg.captions`, served as `caption_runtime` says) each sample is asked for as soon as it is
+    drawn, and the shard is written once every answer is in (collage.captions.rewrite, as `collage caption`)."""
     tune_worker_process()
     assets = library(manifest_dir)
     storage = Storage(out)
     counters = {"rejects": 0, "failures": 0}
     stem = shard_stem(cfg.name, shard)
+    records = ((f"{stem}-{index:06d}", make_sample(cfg, assets, shard, index, counters)[0])
+               for index in range(cfg.shard_samples(shard)))
+    extra = {}
+    if cfg.captions:
+        from .captions.rewrite import caption_records, inline_captioner
+
+        captioner = inline_captioner(cfg, caption_runtime)
+        records, counts = caption_records(records, captioner)
+        extra = {"captions": {"pass": captioner.pass_id, **counts}}
     with refusals_as_storage_errors(f"{out} (writing {stem})"), ShardWriter(storage, cfg.name, shard) as writer:
-        for index in range(cfg.shard_samples(shard)):
-            members, meta = make_sample(cfg, assets, shard, index, counters)
-            writer.write(f"{stem}-{index:06d}", members, index_row(meta))
+        for key, members in records:
+            writer.write(key, members, index_row(json.loads(members["json"])))
         return writer.commit({"config": cfg.digest(), "seed": cfg.seed, "failures": counters["failures"],
                               "rejects": counters["rejects"], "assets_skipped": len(assets.skipped),
-                              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
+                              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                              **extra})

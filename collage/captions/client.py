@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import openai
 
+from ..errors import ServerDown
+
 BREAKER_THRESHOLD = 5
 COOLDOWN_FIRST, COOLDOWN_MAX = 5.0, 60.0
 RETRY_AFTER_MAX = 60.0  # a Retry-After beyond this is taken as this (the pass must not stall on one header)
@@ -40,11 +42,7 @@ class ServerFault(Exception):
     """A request that failed after its retries (the sample keeps its template; `str` is recorded)."""
 
 
-class ServerDown(Exception):
-    """The server failed every request for `give_up_after` seconds: stop the pass (resumable)."""
-
-
-class ServerRefused(Exception):
+class ServerRefused(ServerDown):
     """The server refuses us as such (401/403/404): every request would fail alike."""
 
 
@@ -141,7 +139,7 @@ class LLMClient:
         import httpx2
 
         self.model, self.timeout, self.max_retries = model, timeout, max_retries
-        self._secret = api_key or ""
+        self._secret = api_key or ""  # only for redact: the key itself goes to the client alone
         limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         timeouts = openai.Timeout(timeout, connect=min(timeout, 10.0))
         self.client = openai.AsyncOpenAI(

@@ -57,7 +57,7 @@ class Captioner:
 
     async def _make_client(self) -> LLMClient:
         r = self.runtime
-        return LLMClient(r.base_url, self.config.model, r.api_key, r.concurrency, r.timeout, self.config.max_retries,
+        return LLMClient(r.base_url, self.config.model, r.api_key(), r.concurrency, r.timeout, self.config.max_retries,
                          r.give_up_after)
 
     def _run(self, coro):
@@ -108,6 +108,13 @@ class Captioner:
                 continue
             return Outcome(caption, source, None, "refined" if source == "llm" else "cache")
         return Outcome(template, "template", self.client.redact(why), "rejected")
+
+    def cancel_all(self) -> None:
+        """End every request in flight now (an interrupt): their futures raise CancelledError."""
+        def cancel():
+            for task in asyncio.all_tasks(self.loop):
+                task.cancel()
+        self.loop.call_soon_threadsafe(cancel)
 
     def stats(self) -> dict:
         breaker = self.client.breaker

@@ -10,6 +10,7 @@ import io
 import json
 import tarfile
 from collections import Counter
+from typing import Iterable
 
 from ..sample import encode_json, index_row
 from ..storage import Storage
@@ -47,29 +48,51 @@ def read_records(storage: Storage, tar_name: str) -> list[Record]:
     return list(records.items())
 
 
-def caption_records(records: list[Record], captioner: Captioner, only_failed: bool = False) -> dict[str, int]:
-    """Caption the records in place (their json members); returns the outcome counts. `only_failed`: ask
-    again only for samples whose last try failed on the server; the others keep what they have."""
-    metas = [json.loads(members["json"]) for _, members in records]
-    futures = [None if only_failed and kind_of(m) != "failed" else captioner.submit(m) for m in metas]
+def caption_records(records: Iterable[Record], captioner: Captioner,
+                    only_failed: bool = False) -> tuple[list[Record], dict[str, int]]:
+    """Caption the records (their json members; images untouched): (records, outcome counts). Each is asked
+    for as soon as it is read, so a generator of records keeps drawing while answers come in. `only_failed`:
+    ask again only for samples whose last try failed on the server; the others keep what they have."""
+    done: list[Record] = []
+    metas: list[dict] = []
+    futures: list = []
     try:
+        for key, members in records:
+            meta = json.loads(members["json"])
+            done.append((key, members))
+            metas.append(meta)
+            futures.append(None if only_failed and kind_of(meta) != "failed" else captioner.submit(meta))
         for i, future in enumerate(futures):
             if future is not None:
                 metas[i] = apply_outcome(metas[i], future.result())
-                records[i][1]["json"] = encode_json(metas[i])
+                done[i][1]["json"] = encode_json(metas[i])
     finally:
-        for future in futures:  # on ServerDown: the rest are not waited for
+        for future in futures:  # on ServerDown or an interrupt: nothing more is waited for
             if future is not None:
                 future.cancel()
-    return count_kinds(metas)
+    return done, count_kinds(metas)
+
+
+_INLINE: dict = {}
+
+
+def inline_captioner(cfg, runtime) -> Captioner:
+    """One Captioner per generate worker process and caption setup (its loop, connections and breaker are
+    shared by the shards the process makes)."""
+    from .settings import CaptionConfig, pass_id
+
+    config = CaptionConfig.from_json(cfg.captions)
+    key = (cfg.digest(), config, repr(runtime))
+    if key not in _INLINE:
+        _INLINE[key] = Captioner(config, runtime, pass_id(cfg.digest(), config))
+    return _INLINE[key]
 
 
 def replace_shard(storage: Storage, name: str, shard: int, old_stats: dict, captioner: Captioner,
                   only_failed: bool) -> dict:
     """Caption a committed shard and replace it atomically (ShardWriter's journal); returns its new stats."""
     stem = old_stats["tar"][:-len(".tar")]
-    records = read_records(storage, old_stats["tar"])
-    counts = caption_records(records, captioner, only_failed)
+    records, counts = caption_records(read_records(storage, old_stats["tar"]), captioner, only_failed)
     keep = {k: v for k, v in old_stats.items()
             if k not in ("shard", "name", "tar", "samples", "bytes", "sha256", "seconds", "captions")}
     with ShardWriter(storage, name, shard) as writer:

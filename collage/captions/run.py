@@ -21,7 +21,8 @@ from ..runlock import RunLock
 from ..runner import write_sizes
 from ..shards import finish_replacements, finished_shards, read_json, shard_stem
 from ..storage import Storage, open_storage, refusals_as_storage_errors
-from .client import ServerDown, ServerFault, ServerRefused
+from ..errors import ServerDown
+from .client import ServerFault, ServerRefused
 from .refine import KINDS, Captioner
 from .rewrite import replace_shard
 from .settings import CaptionConfig, CaptionRuntime, pass_id
@@ -119,7 +120,7 @@ def caption_run(out: str, config: CaptionConfig, runtime: CaptionRuntime, force:
             return summary
         captioner = Captioner(config, runtime, pid)
         try:
-            _check_server(captioner, runtime, config, note)
+            _check_server(captioner.check_server, runtime, config, note)
             _write_summary(storage, config, pid, summary)
             started = time.time()
             try:
@@ -136,14 +137,41 @@ def caption_run(out: str, config: CaptionConfig, runtime: CaptionRuntime, force:
     return summary
 
 
-def _check_server(captioner: Captioner, runtime: CaptionRuntime, config: CaptionConfig, note) -> None:
+def preflight(captions: dict, runtime: CaptionRuntime, note) -> None:
+    """Inline captioning's check, in the driver before any worker starts (see _check_server)."""
+    import asyncio
+
+    from .client import LLMClient
+
+    config = CaptionConfig.from_json(captions)
+
+    async def listing():
+        client = LLMClient(runtime.base_url, config.model, runtime.api_key(), 1, runtime.timeout, 0, 1.0)
+        try:
+            return await client.check()
+        finally:
+            await client.aclose()
+
+    _check_server(lambda: asyncio.run(listing()), runtime, config, note, flag="--caption-base-url")
+
+
+def write_inline_summary(storage: Storage, cfg: RunConfig, done: dict[int, dict]) -> None:
+    """captions.json of a generate run with inline captions, from its shards' stats."""
+    config = CaptionConfig.from_json(cfg.captions)
+    summary = CaptionSummary(shards=cfg.num_shards, done_before=len(done))
+    for stats in done.values():
+        _add_counts(summary, stats.get("captions") or {})
+    _write_summary(storage, config, pass_id(cfg.digest(), config), summary)
+
+
+def _check_server(list_models, runtime: CaptionRuntime, config: CaptionConfig, note, flag: str = "--base-url") -> None:
     """One listing before any work: an unreachable server or a refused key is one line, exit 2."""
     try:
-        models = captioner.check_server()
+        models = list_models()
     except ServerFault as exc:
-        raise UserError(f"--base-url {runtime.base_url}: no server answers there ({exc}); start it or fix the URL") from None
+        raise UserError(f"{flag} {runtime.base_url}: no server answers there ({exc}); start it or fix the URL") from None
     except ServerRefused as exc:
-        raise UserError(f"--base-url {runtime.base_url}: {exc}") from None
+        raise UserError(f"{flag} {runtime.base_url}: {exc}") from None
     if models and config.model not in models:
         note(f"the server lists {', '.join(models[:5])}{'…' if len(models) > 5 else ''} but not {config.model}; "
              "requests may be refused")
@@ -176,6 +204,7 @@ def _caption_shards(storage, cfg, all_stats, todo, captioner, summary, progress)
                     bar.shard_done()
     except BaseException:
         _abandon(pending if "pending" in locals() else {})
+        captioner.cancel_all()  # the shard threads stop waiting on answers; their temporaries are dropped
         raise
     finally:
         bar.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import UserError
@@ -59,11 +59,11 @@ class CaptionRuntime:
     timeout: float = 30.0  # seconds per request, whatever the server does
     cache_dir: str | None = None
     give_up_after: float = 120.0  # seconds with the circuit open and no success: the pass stops (resumable)
-    api_key: str | None = field(default=None, repr=False)  # from OPENAI_API_KEY; never written
 
-    def __post_init__(self):
-        if self.api_key is None:
-            self.api_key = os.environ.get("OPENAI_API_KEY") or None
+    @staticmethod
+    def api_key() -> str | None:
+        """Read where it is used, from the environment: never a field, so never pickled, logged or written."""
+        return os.environ.get("OPENAI_API_KEY") or None
 
     def cache_path(self) -> Path:
         root = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
