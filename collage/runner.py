@@ -20,7 +20,7 @@ from .assets import AssetLibrary
 from .config import RunConfig, validate
 from .errors import ServerDown, StorageError, UserError
 from .runlock import RunLock
-from .shards import finished_shards, read_json, shard_stem
+from .shards import finish_replacements, finished_shards, read_json, shard_stem
 from .storage import Storage, open_storage
 from .tasks import check_assets
 from .watchdog import start_watchdog
@@ -101,7 +101,8 @@ def prepare_out(storage: Storage, cfg: RunConfig, force: bool) -> None:
             same = False
     if why != "missing" and not same:  # check_out allowed it, so --force was given: clear the old run
         for name in storage.names():
-            if name.endswith((".tar", ".parquet", ".stats.json")) or name in ("sizes.json", "run.json"):
+            if name.endswith((".tar", ".parquet", ".stats.json", ".replace.json")) or \
+                    name in ("sizes.json", "run.json", "captions.json"):
                 storage.remove(name)
     storage.clean_stale_temporaries()
     storage.write_bytes("run.json", json.dumps(cfg.to_json(), indent=1).encode())
@@ -193,6 +194,8 @@ def _run_locked(cfg, storage, backend, workers, manifest_dir, force, progress, c
     prepare_out(storage, cfg, force)
     write_licenses(storage, assets)
     started = time.time()
+    for line in finish_replacements(storage):  # a caption pass killed between a shard's files
+        note(line)
     found = finished_shards(storage, cfg.name, cfg.num_shards, cfg.shard_samples, cfg.digest(), check_existing)
     for name in found.strays:  # they would give glob readers duplicate or foreign keys
         storage.remove(name)

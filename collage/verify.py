@@ -13,7 +13,7 @@ from collections import defaultdict
 from .config import RunConfig
 from .reader import decode_image
 from .runlock import live_holder
-from .shards import content_problems, read_json, shard_pattern, shard_stem, stats_problem
+from .shards import JOURNAL_SUFFIX, content_problems, read_json, shard_pattern, shard_stem, stats_problem
 from .storage import Storage, open_storage
 from .tables import read_parquet
 from .tasks import required_members
@@ -162,6 +162,9 @@ def _check_folder(listing: dict[str, int], cfg: RunConfig | None, name: str, siz
                             "read it); remove it or rerun generate, which removes it")
         elif file_name.endswith(".tar") and not match:
             problems.append(f"{file_name}: a tar that is not part of this run's plan")
+        elif file_name.endswith(JOURNAL_SUFFIX) and writing is None:
+            problems.append(f"{file_name}: an interrupted shard replacement (rerun `collage caption` with the same "
+                            "settings, or generate, to finish it)")
         elif file_name.startswith(".") and file_name.endswith(".tmp") and writing is None:
             problems.append(f"{file_name}: a leftover temporary of an unfinished write (rerun generate to clean up)")
     if cfg is None:
@@ -205,6 +208,21 @@ def _check_tar(tar_name: str, stem: str, data: bytes, cfg: RunConfig | None, see
     return order
 
 
+def caption_problems(where: str, meta: dict) -> list[str]:
+    """A caption is the template, or an LLM rewrite that passes the guard (collage.captions.check)."""
+    source, caption, prompt = meta["caption_source"], meta["caption"], meta["prompt"]
+    if source == "template":
+        return [] if caption == prompt else [f"{where}: caption_source is template but the caption is not the prompt"]
+    if source not in ("llm", "cache"):
+        return [f"{where}: caption_source {source!r} is none of template, llm, cache"]
+    if not isinstance(caption, str) or not caption.strip():
+        return [f"{where}: an empty {source} caption"]
+    from .captions import check
+
+    found = check(meta, caption)
+    return [f"{where}: its {source} caption fails the guard ({'; '.join(found)[:200]})"] if found else []
+
+
 def _check_sample(where: str, members: dict[str, bytes], image_format: str | None, problems: list[str],
                   decode: bool) -> None:
     try:
@@ -219,6 +237,7 @@ def _check_sample(where: str, members: dict[str, bytes], image_format: str | Non
     if missing:
         problems.append(f"{where}: json lacks {missing}")
         return
+    problems += caption_problems(where, meta)
     width, height = meta["width"], meta["height"]
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
         problems.append(f"{where}: json width/height {width!r}x{height!r} are not positive integers")

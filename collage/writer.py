@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import tarfile
 import time
 
@@ -94,6 +95,8 @@ class ShardWriter:
             self.storage.write_bytes(journal_name(self.stem), json.dumps(
                 {"stats": stats, "parquet": base64.b64encode(parquet).decode()}).encode())
         self._stage.__exit__(None, None, None)  # fsync + rename/upload of the tar
+        if replacing and os.environ.get("COLLAGE_TEST_REPLACE_PAUSE"):  # tests: a kill between the files
+            time.sleep(float(os.environ["COLLAGE_TEST_REPLACE_PAUSE"]))
         self.storage.write_bytes(f"{self.stem}.parquet", parquet)
         self.storage.write_bytes(f"{self.stem}.stats.json", stats_bytes)
         if replacing:

@@ -160,14 +160,17 @@ class LLMClient:
         for attempt in range(self.max_retries + 1):
             if attempt:
                 await asyncio.sleep(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempt - 1)) * self._jitter.uniform(0.5, 1.5))
-            probe = await self.breaker.acquire()
+            probe = False
             try:
-                async with self.slots:
+                async with self.slots:  # the breaker is asked with a slot in hand: what it stops never goes
+                    probe = await self.breaker.acquire()
                     self.requests += 1
                     response = await asyncio.wait_for(
                         self.client.chat.completions.create(model=self.model, messages=list(messages), **params),
                         timeout=self.timeout + DEADLINE_GRACE)
                 answer = _answer_of(response)
+            except ServerDown:  # the breaker gave up (or the server refuses us): the pass stops
+                raise
             except openai.RateLimitError as exc:
                 wait = retry_after(exc)
                 self.breaker.pause(wait if wait is not None else BACKOFF_FIRST * 2 ** attempt)
