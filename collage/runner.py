@@ -20,7 +20,7 @@ from .assets import AssetLibrary
 from .config import RunConfig, validate
 from .errors import ServerDown, StorageError, UserError
 from .runlock import RunLock
-from .shards import finish_replacements, finished_shards, read_json, shard_stem
+from .shards import finish_replacements, finished_shards, read_json, shard_stem, write_sizes
 from .storage import Storage, open_storage
 from .tasks import check_assets
 from .watchdog import start_watchdog
@@ -115,12 +115,6 @@ def write_licenses(storage: Storage, assets: AssetLibrary) -> None:
              "| source | licence | attribution | assets |", "|---|---|---|---|"]
     lines += [f"| {e['source']} | {e['license']} | {e['attribution']} | {e['assets']} |" for e in entries]
     storage.write_bytes("ATTRIBUTION.md", ("\n".join(lines) + "\n").encode())
-
-
-def write_sizes(storage: Storage, cfg: RunConfig, done: dict[int, dict]) -> None:
-    """sizes.json from the finished shards' stats (one small dict per shard, never per sample)."""
-    sizes = {f"{shard_stem(cfg.name, k)}.tar": s["samples"] for k, s in sorted(done.items())}
-    storage.write_bytes("sizes.json", json.dumps(sizes, indent=1).encode())
 
 
 def plan_text(cfg: RunConfig, bytes_per_sample: float | None = None) -> str:
@@ -226,7 +220,7 @@ def _run_locked(cfg, storage, backend, workers, manifest_dir, force, progress, c
             _run_ray(cfg, storage.url, todo, workers, manifest_dir, summary, bar, done, caption_runtime)
     finally:
         bar.close()
-    write_sizes(storage, cfg, done)
+    write_sizes(storage, cfg.name, done)
     if cfg.captions:
         from .captions.run import write_inline_summary
 

@@ -55,6 +55,12 @@ def finish_replacements(storage: Storage) -> list[str]:
     return lines
 
 
+def write_sizes(storage: Storage, name: str, done: dict[int, dict]) -> None:
+    """sizes.json from the finished shards' stats (one small dict per shard, never per sample)."""
+    sizes = {f"{shard_stem(name, k)}.tar": s["samples"] for k, s in sorted(done.items())}
+    storage.write_bytes("sizes.json", json.dumps(sizes, indent=1).encode())
+
+
 def shard_pattern(name: str) -> re.Pattern:
     """`{name}-{shard:06d}` + one of the shard's file suffixes; group 1 is the shard number."""
     return re.compile(rf"^{re.escape(name)}-(\d{{6}})\.(tar|parquet|stats\.json)$")

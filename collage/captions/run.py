@@ -18,8 +18,7 @@ from .. import interrupts
 from ..config import RunConfig
 from ..errors import UserError
 from ..runlock import RunLock
-from ..runner import write_sizes
-from ..shards import finish_replacements, finished_shards, read_json, shard_stem
+from ..shards import finish_replacements, finished_shards, read_json, shard_stem, write_sizes
 from ..storage import Storage, open_storage, refusals_as_storage_errors
 from ..errors import ServerDown
 from .client import ServerFault, ServerRefused
@@ -130,7 +129,7 @@ def caption_run(out: str, config: CaptionConfig, runtime: CaptionRuntime, force:
                 summary.seconds = time.time() - started
                 summary.__dict__.update(captioner.stats())
                 summary.asked = sum(v for k, v in captioner.live.items() if k != "skipped")
-                write_sizes(storage, cfg, all_stats)
+                write_sizes(storage, cfg.name, all_stats)
                 _write_summary(storage, config, pid, summary)
         finally:
             captioner.close()
