@@ -52,6 +52,7 @@ BEHAVIOURS = (
 )
 
 MODEL_ID = "fake-model"
+RETRY_PREFIX = "That rewrite is not faithful"
 OPENERS = ("Picture this: ", "Imagine this: ", "Scene: ", "In this image: ")
 THINK = "<think>The user wants the caption rewritten. I must keep every placeholder and quoted string.</think>\n"
 FOREIGN = (
@@ -442,7 +443,10 @@ class FakeLLM:
 
         users = _message_text(messages, ("user",))
         systems = _message_text(messages, ("system", "developer"))
-        user_text = users[-1] if users else ""
+        # the caption to rewrite: the last user message that is not a re-ask ("That rewrite is not faithful …",
+        # which follows the refused answer)
+        captions = [u for u in users if not u.startswith(RETRY_PREFIX)]
+        user_text = captions[-1] if captions else (users[-1] if users else "")
         digest = body_digest(body)
         try_n = self.tries.get(digest, 0)
         self.tries[digest] = try_n + 1

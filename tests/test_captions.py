@@ -118,9 +118,7 @@ def _no_secret_in(*places) -> None:
 def test_a_faulty_server_never_gets_a_false_caption_written(template_run, serve, tmp_path):
     """Every fault at once, through the CLI: the pass finishes in bounded time, every sample is there, no caption
     that fails the guard is written, the counts are right, verify passes, and the key is written nowhere."""
-    plan = {"first": {"faithful": 4, "wrong": 1, "think": 1, "echo_system": 0.5, "foreign": 0.5, "empty": 0.5,
-                      "length": 0.5, "http429": 0.5, "http500": 0.5, "hang": 0.3, "garbage": 0.5, "close": 0.5,
-                      "slow_stream": 0.3},
+    plan = {"first": {behaviour: 1 for behaviour in fake_llm.BEHAVIOURS},
             "retry": {"faithful": 3, "http500": 1}, "retry_after": 1, "hang_seconds": 30}
     url = serve(plan)
     out, cache = _copy(template_run, tmp_path), tmp_path / "cache"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .guard import QUOTE_RE, TUPLE_RE
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 
 SYSTEM_PROMPT = (
     "You rewrite image captions for a training set of an image generation model. Rewrite the user's caption "
@@ -23,6 +23,18 @@ SYSTEM_PROMPT = (
     "colours or details the caption does not state. Copy every tag in square brackets, such as [P1] or [T1], "
     "exactly once and unchanged. Answer with the rewritten caption only."
 )
+
+# Worked examples, sent as earlier turns: small models follow an example far better than an instruction.
+EXAMPLES = (
+    ("A picture with two red circles and one blue square, on a white background.",
+     "Two red circles and one blue square on a plain white background."),
+    ("Erase the cat from the picture.", "Remove the cat from this picture."),
+    ("A poster showing the text [T1] in large green letters at the top.",
+     "A poster with the words [T1] written in large green letters at the top."),
+    ("Drag the red apple to a new place: [P1]", "Move the red apple somewhere else: [P1]"),
+)
+RETRY = ("That rewrite is not faithful ({why}). Rewrite the original caption again: keep every fact and every "
+         "tag, add nothing.")
 
 TAG_RE = re.compile(r"\[([PT])(\d{1,3})\]")
 QUOTED_TAG_RE = re.compile(r"[\"“'‘](\[[PT]\d{1,3}\])[\"”'’]")
@@ -56,8 +68,18 @@ def build_request(prompt: str) -> Request:
 
     text = TUPLE_RE.sub(lambda m: tag("P", m.group(0)), prompt)
     text = QUOTE_RE.sub(lambda m: tag("T", m.group(0)), text)
-    messages = ({"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text})
+    shots = tuple(turn for user, answer in EXAMPLES for turn in ({"role": "user", "content": user},
+                                                                 {"role": "assistant", "content": answer}))
+    messages = ({"role": "system", "content": SYSTEM_PROMPT}, *shots, {"role": "user", "content": text})
     return Request(messages=messages, tags=tuple(tags), template=prompt)
+
+
+def retry_request(request: Request, answer: str | None, why: str) -> Request:
+    """The same request with the refused answer and why it was refused: a re-ask a greedy server answers
+    differently, and that a real model can correct."""
+    turns = ({"role": "assistant", "content": (answer or "")[:600]},
+             {"role": "user", "content": RETRY.format(why=why[:300])})
+    return Request(messages=request.messages + turns, tags=request.tags, template=request.template)
 
 
 def clean_answer(content: str | None, finish_reason: str | None, request: Request) -> str:
@@ -84,7 +106,10 @@ def clean_answer(content: str | None, finish_reason: str | None, request: Reques
         raise Refused(f"answer is {len(text)} characters for a {len(request.template)}-character caption")
     if not _looks_english(text):
         raise Refused("answer is not in English")
-    return _put_back_tags(text, request)
+    caption = _put_back_tags(text, request)
+    if _words(caption) == _words(request.template):
+        raise Refused("answer is the caption unchanged")
+    return caption
 
 
 def _unwrap(text: str) -> str:

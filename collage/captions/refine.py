@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .cache import AnswerCache, request_key
 from .client import LLMClient, ServerFault
 from .guard import check
-from .prompt import Refused, build_request, clean_answer
+from .prompt import Refused, build_request, clean_answer, retry_request
 from .settings import CaptionConfig, CaptionRuntime
 
 KINDS = ("refined", "cache", "rejected", "failed", "skipped")  # outcome counts, in summary order
@@ -80,9 +80,11 @@ class Captioner:
         template = meta["prompt"]
         if meta.get("task") not in self.config.tasks:
             return Outcome(template, "template", None, "skipped")
-        request = build_request(template)
+        first = request = build_request(template)
         why = ""
         for attempt in range(self.config.max_retries + 1):
+            if attempt:  # a re-ask carries the refused answer and the reason (see prompt.retry_request)
+                request = retry_request(first, content, why.split(": ", 1)[1])
             params = {"temperature": self.config.temperature, "max_tokens": self.config.max_tokens,
                       "seed": request_seed(meta.get("seed", 0), attempt)}
             key = request_key(self.config.model, request.messages, params, self.config.prompt_version)
