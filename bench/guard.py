@@ -1,7 +1,8 @@
 """Measure the caption guard (`collage.captions.check`) on a labelled set of captions.
 
 For ~20 samples per task/op (fixed seeds) it writes 3 rule-made faithful paraphrases and planted-error
-variants (one error each), adds the hand-written paraphrases of tests/data/guard/handwritten.jsonl, saves the
+variants (one error each), adds the hand-written paraphrases of tests/data/guard/handwritten.jsonl and SmolLM2-135M's labelled answers
+(tests/data/guard/real_model.jsonl), saves the
 set as tests/data/guard/set.jsonl, and prints per task the faithful accepted % and planted errors rejected %.
 
     .venv/bin/python bench/guard.py            # regenerate the set and measure
@@ -262,13 +263,14 @@ def build() -> list[dict]:
         for kind, cap in errors(meta, base, rng, vocab):
             if cap and cap != base:
                 rows.append({"meta": meta, "caption": cap, "label": "error", "kind": kind})
-    hand = DATA / "handwritten.jsonl"
-    if hand.exists():
-        for line in hand.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                row.setdefault("kind", "hand")
-                rows.append(row)
+    for extra in ("handwritten.jsonl", "real_model.jsonl"):  # hand-written paraphrases; SmolLM2's labelled answers
+        path = DATA / extra
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    row.setdefault("kind", "hand")
+                    rows.append(row)
     return rows
 
 

@@ -190,3 +190,30 @@ def test_segdet_and_inpaint():
 def test_never_raises(meta, caption):
     out = check(meta, caption)
     assert isinstance(out, list) and all(isinstance(p, str) for p in out)
+
+
+def test_what_smollm2_got_past_the_first_guard_is_caught_now():
+    """Real SmolLM2-135M answers (tests/data/guard/real_model.jsonl), e.g. a third position invented for two
+    hexagons; and its copy of a worked example ("A poster with the words…" for a texture) is refused."""
+    from collage.captions.prompt import Refused, build_request, clean_answer
+
+    rows = [json.loads(line) for line in (DATA / "real_model.jsonl").read_text().splitlines() if line.strip()]
+    texture = next(r for r in rows if r["meta"]["prompt"].startswith("A soft mottled"))
+    request = build_request(texture["meta"]["prompt"])
+    with pytest.raises(Refused, match="copies the worked example"):
+        clean_answer("A poster with the words [T1] written in large orange letters with a green outline in the "
+                     "center.", "stop", request)
+    hexagons = next(r for r in rows if r["caption"].startswith("Two large pink hexagons"))
+    assert "adds position 'top'" in check(hexagons["meta"], hexagons["caption"])
+    for row in rows:
+        assert bool(check(row["meta"], row["caption"])) == (row["label"] == "error") or row["caption"].startswith(
+            "Swap the pig nose for a person in a motorized"), row["caption"]
+
+
+def test_positions_relations_and_frame_words():
+    meta = {"task": "edit", "op": "add", "prompt": "Put a bat on the left of the picture.",
+            "target_object": {"id": 0, "name": "bat"}, "objects": [{"id": 0, "name": "bat"}], "background": ""}
+    assert check(meta, "Put a bat on the left.") == []
+    assert check(meta, "Add a bat right at the left side.") == []
+    assert "adds position 'top'" in check(meta, "Put a bat at the top left.") or \
+        "adds position 'top left'" in check(meta, "Put a bat at the top left.")

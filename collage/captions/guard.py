@@ -445,7 +445,46 @@ def _check(meta: dict, caption: str) -> list[str]:
     for c in dict.fromkeys(_colours(rest)):
         if c not in allowed_colours:
             problems.append(f"adds colour '{c}'")
+    # no position added (a dropped one leaves the caption less specific, not false)
+    problems.extend(_position_problems(_mask_quoted(prompt_low), low))
     return list(dict.fromkeys(problems))
+
+
+POSITIONS = {"top left": "top left", "upper left": "top left", "top right": "top right", "upper right": "top right",
+             "bottom left": "bottom left", "lower left": "bottom left", "bottom right": "bottom right",
+             "lower right": "bottom right", "top": "top", "bottom": "bottom", "left": "left", "right": "right",
+             "center": "center", "centre": "center", "middle": "center"}
+POSITION_RE = re.compile(_L + r"(" + _phrase_re(POSITIONS) + r")" + _R)
+
+
+def _mask_quoted(text: str) -> str:
+    return _mask(text, [(m.start(), m.end()) for m in QUOTE_RE.finditer(text)])
+
+
+OF_THE_FRAME_RE = re.compile(r"\s+of (?:the|this) (?:picture|image|canvas|frame|photo|scene|page)" + _R)
+RIGHT_AS_ADVERB_RE = re.compile(_L + r"right(?= (?:in|at|on|by|next|beside|above|below|under|over|behind|there|here|"
+                                r"where|inside|against|across|along)" + _R + r")")
+
+
+def _positions(text: str) -> list[str]:
+    """Absolute positions said ("at the top left", "on the left of the picture"), relations ("left of the cat")
+    and "right" as an adverb ("right in the middle") aside."""
+    text = RIGHT_AS_ADVERB_RE.sub("#####", OF_THE_FRAME_RE.sub("", text))
+    text = _mask(text, [(m.start(), m.end()) for m in RELATION_RE.finditer(text)])
+    return sorted(POSITIONS[m.group(1)] for m in POSITION_RE.finditer(text))
+
+
+def _position_problems(prompt_low: str, low: str) -> list[str]:
+    """A position the prompt does not state (more often than it does) is an addition. A dropped one is not a
+    problem: the caption is less specific, not false."""
+    want, said = _positions(prompt_low), _positions(low)
+    problems = []
+    extra = list(said)
+    for p in want:
+        if p in extra:
+            extra.remove(p)
+    problems.extend(f"adds position '{p}'" for p in dict.fromkeys(extra))
+    return problems
 
 
 def _relation_problem(low: str, name_spans: dict, a: str, rel: str, b: str) -> str | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .guard import QUOTE_RE, TUPLE_RE
 
-PROMPT_VERSION = "2"
+PROMPT_VERSION = "3"
 
 SYSTEM_PROMPT = (
     "You rewrite image captions for a training set of an image generation model. Rewrite the user's caption "
@@ -25,14 +25,19 @@ SYSTEM_PROMPT = (
 )
 
 # Worked examples, sent as earlier turns: small models follow an example far better than an instruction.
+# The tag examples go only with captions that have such tags (else small models copy the tags in).
 EXAMPLES = (
     ("A picture with two red circles and one blue square, on a white background.",
      "Two red circles and one blue square on a plain white background."),
-    ("Erase the cat from the picture.", "Remove the cat from this picture."),
-    ("A poster showing the text [T1] in large green letters at the top.",
-     "A poster with the words [T1] written in large green letters at the top."),
-    ("Drag the red apple to a new place: [P1]", "Move the red apple somewhere else: [P1]"),
+    ("Swap the cat for a wooden chair.", "Replace the cat with a wooden chair."),
 )
+TAG_EXAMPLES = {
+    "T": ("A poster showing the text [T1] in large green letters at the top.",
+          "A poster with the words [T1] written in large green letters at the top."),
+    "P": ("Drag the red apple to a new place: [P1]", "Move the red apple somewhere else: [P1]"),
+}
+# Words of the examples a caption rarely has: an answer holding one its template lacks copied the example.
+EXAMPLE_WORDS = frozenset({"circle", "circles", "square", "cat", "wooden", "chair", "poster", "apple"})
 RETRY = ("That rewrite is not faithful ({why}). Rewrite the original caption again: keep every fact and every "
          "tag, add nothing.")
 
@@ -68,7 +73,8 @@ def build_request(prompt: str) -> Request:
 
     text = TUPLE_RE.sub(lambda m: tag("P", m.group(0)), prompt)
     text = QUOTE_RE.sub(lambda m: tag("T", m.group(0)), text)
-    shots = tuple(turn for user, answer in EXAMPLES for turn in ({"role": "user", "content": user},
+    examples = EXAMPLES + tuple(TAG_EXAMPLES[kind] for kind in "TP" if any(t[0][1] == kind for t in tags))
+    shots = tuple(turn for user, answer in examples for turn in ({"role": "user", "content": user},
                                                                  {"role": "assistant", "content": answer}))
     messages = ({"role": "system", "content": SYSTEM_PROMPT}, *shots, {"role": "user", "content": text})
     return Request(messages=messages, tags=tuple(tags), template=prompt)
@@ -106,6 +112,9 @@ def clean_answer(content: str | None, finish_reason: str | None, request: Reques
         raise Refused(f"answer is {len(text)} characters for a {len(request.template)}-character caption")
     if not _looks_english(text):
         raise Refused("answer is not in English")
+    copied = sorted((set(_words(text)) & EXAMPLE_WORDS) - set(_words(request.template)))
+    if copied:
+        raise Refused(f"answer copies the worked example ({', '.join(copied)})")
     caption = _put_back_tags(text, request)
     if _words(caption) == _words(request.template):
         raise Refused("answer is the caption unchanged")
