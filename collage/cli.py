@@ -169,16 +169,20 @@ def verify(out, no_decode) -> None:
 @cli.command()
 @click.argument("out")
 @caption_options()
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Processes (default: one per 48 requests of --concurrency, at most the cores); the concurrency "
+                   "is split between them.")
 @click.option("--dry-run", is_flag=True, help="Print what would be captioned; send and write nothing.")
 @click.option("--force", is_flag=True, help="Caption again a run captioned with another caption config.")
 @click.option("--no-progress", is_flag=True)
-def caption(out, dry_run, force, no_progress, **values) -> None:
+def caption(out, workers, dry_run, force, no_progress, **values) -> None:
     """Refine the captions of a finished run with an LLM (guarded: facts kept or the template stays).
     Resumable: rerun the same command after any interruption."""
     from .captions.run import caption_run
     from .errors import ServerDown
 
     config, runtime = caption_settings(values)
+    runtime.workers = workers
     try:
         summary = caption_run(out, config, runtime, force=force, dry_run=dry_run,
                               progress=not no_progress and sys.stderr.isatty(),

@@ -382,3 +382,17 @@ def test_dry_run_sends_and_writes_nothing(template_run, serve, tmp_path):
     assert result.returncode == 0 and "3 of 3 shards to caption" in result.stdout, result.stdout
     assert fake_llm.server_stats(url)["chat_requests"] == 0
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")} == before
+
+
+def test_worker_processes_write_the_same_bytes(template_run, serve, tmp_path):
+    """--workers 2 (spawned processes, each its own client and breaker, one cache) = one process."""
+    url = serve({"first": {"faithful": 3, "wrong": 1}})
+    one, two = _copy(template_run, tmp_path, "one"), _copy(template_run, tmp_path, "two")
+    assert _caption(one, url, tmp_path / "cache_one", "--workers", "1").returncode == 0
+    fake_llm.reset_server(url)
+    result = _caption(two, url, tmp_path / "cache_two", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert tar_hashes(two) == tar_hashes(one)
+    summary = json.loads((two / "captions.json").read_text())["summary"]
+    assert summary["requests"] == fake_llm.server_stats(url)["chat_requests"]
+    _assert_every_caption_true(two, template_run)

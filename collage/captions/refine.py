@@ -81,7 +81,7 @@ class Captioner:
         if meta.get("task") not in self.config.tasks:
             return Outcome(template, "template", None, "skipped")
         first = request = build_request(template)
-        why = ""
+        why, content = "", None
         for attempt in range(self.config.max_retries + 1):
             if attempt:  # a re-ask carries the refused answer and the reason (see prompt.retry_request)
                 request = retry_request(first, content, why.split(": ", 1)[1])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, wait
 from dataclasses import dataclass, field
 
 from .. import interrupts
@@ -22,14 +22,14 @@ from ..shards import finish_replacements, finished_shards, read_json, shard_stem
 from ..storage import Storage, open_storage, refusals_as_storage_errors
 from ..errors import ServerDown
 from .client import ServerFault, ServerRefused
-from .refine import KINDS, Captioner
-from .rewrite import replace_shard
+from .refine import KINDS
+from .pool import Shards, auto_workers, list_models
 from .settings import CaptionConfig, CaptionRuntime, pass_id
 
 log = logging.getLogger(__name__)
 
 SUMMARY_NAME = "captions.json"
-SHARDS_IN_FLIGHT = 2  # the next shard's requests start while the last answers of one come in
+
 
 
 @dataclass
@@ -117,41 +117,28 @@ def caption_run(out: str, config: CaptionConfig, runtime: CaptionRuntime, force:
                 _add_counts(summary, stats["captions"])
         if dry_run:
             return summary
-        captioner = Captioner(config, runtime, pid)
-        try:
-            _check_server(captioner.check_server, runtime, config, note)
+        workers = runtime.workers or auto_workers(runtime.concurrency)
+        with Shards(storage, cfg.name, config, runtime, pid, workers) as shards:
+            _check_server(shards.list_models, runtime, config, note)
+            storage.clean_stale_temporaries()  # of a pass killed earlier (we hold the lock)
             _write_summary(storage, config, pid, summary)
             started = time.time()
             try:
                 with refusals_as_storage_errors(f"{out} (replacing a shard)"):
-                    _caption_shards(storage, cfg, all_stats, todo, captioner, summary, progress)
+                    _caption_shards(shards, all_stats, todo, summary, progress)
             finally:
                 summary.seconds = time.time() - started
-                summary.__dict__.update(captioner.stats())
-                summary.asked = sum(v for k, v in captioner.live.items() if k != "skipped")
+                summary.__dict__.update(shards.stats())
+                summary.asked = shards.asked()
                 write_sizes(storage, cfg.name, all_stats)
                 _write_summary(storage, config, pid, summary)
-        finally:
-            captioner.close()
     return summary
 
 
 def preflight(captions: dict, runtime: CaptionRuntime, note) -> None:
     """Inline captioning's check, in the driver before any worker starts (see _check_server)."""
-    import asyncio
-
-    from .client import LLMClient
-
     config = CaptionConfig.from_json(captions)
-
-    async def listing():
-        client = LLMClient(runtime.base_url, config.model, runtime.api_key(), 1, runtime.timeout, 0, 1.0)
-        try:
-            return await client.check()
-        finally:
-            await client.aclose()
-
-    _check_server(lambda: asyncio.run(listing()), runtime, config, note, flag="--caption-base-url")
+    _check_server(lambda: list_models(config, runtime), runtime, config, note, flag="--caption-base-url")
 
 
 def write_inline_summary(storage: Storage, cfg: RunConfig, done: dict[int, dict]) -> None:
@@ -176,34 +163,32 @@ def _check_server(list_models, runtime: CaptionRuntime, config: CaptionConfig, n
              "requests may be refused")
 
 
-def _caption_shards(storage, cfg, all_stats, todo, captioner, summary, progress) -> None:
+def _caption_shards(shards: Shards, all_stats, todo, summary, progress) -> None:
     bar = _Progress(len(todo), summary, enabled=progress)
     queue = list(todo.items())
+    pending: dict = {}
     try:
-        with ThreadPoolExecutor(max_workers=SHARDS_IN_FLIGHT, thread_name_prefix="caption-shard") as pool:
-            pending = {}
-            while queue or pending:
-                while queue and len(pending) < SHARDS_IN_FLIGHT:
-                    shard, only_failed = queue.pop(0)
-                    pending[pool.submit(replace_shard, storage, cfg.name, shard, all_stats[shard], captioner,
-                                        only_failed)] = shard
-                done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_EXCEPTION)
-                bar.update(captioner)
-                interrupts.check()
-                for future in done:
-                    shard = pending.pop(future)
-                    try:
-                        all_stats[shard] = future.result()
-                    except (ServerDown, ServerRefused) as exc:
-                        queue.clear()
-                        _abandon(pending)
-                        raise ServerDown(str(exc)) from None
-                    summary.captioned += 1
-                    _add_counts(summary, all_stats[shard]["captions"])
-                    bar.shard_done()
+        while queue or pending:
+            while queue and len(pending) < shards.in_flight:
+                shard, only_failed = queue.pop(0)
+                pending[shards.submit(shard, all_stats[shard], only_failed)] = shard
+            done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_EXCEPTION)
+            bar.update(shards)
+            interrupts.check()
+            for future in done:
+                shard = pending.pop(future)
+                try:
+                    all_stats[shard] = shards.result(future)
+                except ServerDown as exc:
+                    queue.clear()
+                    _abandon(pending)
+                    raise ServerDown(str(exc)) from None
+                summary.captioned += 1
+                _add_counts(summary, all_stats[shard]["captions"])
+                bar.shard_done()
     except BaseException:
-        _abandon(pending if "pending" in locals() else {})
-        captioner.cancel_all()  # the shard threads stop waiting on answers; their temporaries are dropped
+        _abandon(pending)
+        shards.cancel_all()  # the shard threads stop waiting on answers; their temporaries are dropped
         raise
     finally:
         bar.close()
@@ -239,12 +224,12 @@ class _Progress:
             self.start = time.time()
             self.bar.start()
 
-    def update(self, captioner: Captioner) -> None:
+    def update(self, shards: Shards) -> None:
         if self.bar:
-            live = dict(captioner.live)
+            live = shards.live() or dict(self.summary.counts)  # worker processes: counts of finished shards
             asked = sum(v for k, v in live.items() if k != "skipped")
             rate = asked / max(time.time() - self.start, 1e-9)
-            faults = sum(captioner.client.faults.values())
+            faults = shards.faults()
             self.bar.update(self.task, info=f"{rate:,.1f} captions/s · {live['refined']:,} refined · "
                                             f"{live['cache']:,} cache · {live['rejected']:,} rejected · "
                                             f"{live['failed']:,} failed · {faults:,} server faults")

@@ -59,6 +59,7 @@ class CaptionRuntime:
     timeout: float = 30.0  # seconds per request, whatever the server does
     cache_dir: str | None = None
     give_up_after: float = 120.0  # seconds with the circuit open and no success: the pass stops (resumable)
+    workers: int | None = None  # processes of a `collage caption` pass (None: run.auto_workers)
 
     @staticmethod
     def api_key() -> str | None:
