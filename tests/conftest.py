@@ -59,6 +59,15 @@ def cli_env() -> dict:
     return env
 
 
+def one_error_line(result: subprocess.CompletedProcess, code: int = 2) -> str:
+    """The one `error:` line of a refused command (exit `code`, no traceback)."""
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
 def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `collage ARGS` as a user would, in a fresh process."""
     return subprocess.run([sys.executable, "-m", "collage", *args], capture_output=True, text=True, timeout=timeout,

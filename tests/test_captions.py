@@ -23,7 +23,7 @@ import fake_llm
 from collage.captions import check
 from collage.captions.client import BREAKER_THRESHOLD, CircuitBreaker
 from collage.errors import ServerDown
-from conftest import REPO, cli_env, run_cli, tar_hashes
+from conftest import REPO, cli_env, one_error_line, run_cli, tar_hashes
 
 SECRET = "sk-test-DO-NOT-WRITE-" + hashlib.sha256(b"collage").hexdigest()[:12]
 GEN = ["generate", "--pipeline", "pipelines/dreamomni.yaml", "--size", "128", "--shard-size", "16", "--seed", "11"]
@@ -340,37 +340,29 @@ def test_inline_captions_are_the_same_bytes_as_a_caption_pass(template_run, serv
 
 # --- bad input -----------------------------------------------------------------------------------------------
 
-def _one_error_line(result: subprocess.CompletedProcess, code: int = 2) -> str:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
 def test_bad_input_is_one_line(template_run, serve, tmp_path):
     url = serve({"first": "faithful"})
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "run.json" in _one_error_line(_caption(empty, url, tmp_path / "c"))
-    assert "no server answers" in _one_error_line(_caption(_copy(template_run, tmp_path), "http://127.0.0.1:9/v1",
+    assert "run.json" in one_error_line(_caption(empty, url, tmp_path / "c"))
+    assert "no server answers" in one_error_line(_caption(_copy(template_run, tmp_path), "http://127.0.0.1:9/v1",
                                                            tmp_path / "c"))
     missing_model = run_cli("caption", str(template_run), "--base-url", url, env=_env())
-    assert "--model" in _one_error_line(missing_model)
+    assert "--model" in one_error_line(missing_model)
     no_url = run_cli("caption", str(template_run), "--model", "m", env=_env())
-    assert "OPENAI_BASE_URL" in _one_error_line(no_url)
+    assert "OPENAI_BASE_URL" in one_error_line(no_url)
     unfinished = _copy(template_run, tmp_path, "unfinished")
     next(unfinished.glob("*.stats.json")).unlink()
-    assert "not a finished run" in _one_error_line(_caption(unfinished, url, tmp_path / "c"))
-    assert "--tasks" in _one_error_line(_caption(template_run, url, tmp_path / "c", "--tasks", "t2i,nope"))
+    assert "not a finished run" in one_error_line(_caption(unfinished, url, tmp_path / "c"))
+    assert "--tasks" in one_error_line(_caption(template_run, url, tmp_path / "c", "--tasks", "t2i,nope"))
     # another caption config over a captioned run needs --force
     out = _copy(template_run, tmp_path, "captioned")
     assert _caption(out, url, tmp_path / "c", "--tasks", "edit").returncode == 0
-    assert "--force" in _one_error_line(_caption(out, url, tmp_path / "c"))
+    assert "--force" in one_error_line(_caption(out, url, tmp_path / "c"))
     assert _caption(out, url, tmp_path / "c", "--force").returncode == 0
     inline = run_cli(*GEN, "--n", "16", "--out", str(tmp_path / "inline"), "--backend", "local",
                      "--caption-base-url", "http://127.0.0.1:9/v1", "--caption-model", "m", env=_env())
-    assert "--caption-base-url" in _one_error_line(inline)
+    assert "--caption-base-url" in one_error_line(inline)
     assert not (tmp_path / "inline").exists() or not list((tmp_path / "inline").glob("*.tar"))
 
 

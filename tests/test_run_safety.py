@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, cli_env, run_cli, tar_hashes
+from conftest import REPO, cli_env, one_error_line, run_cli, tar_hashes
 
 GEN = ["generate", "--task", "drag", "--size", "128", "--shard-size", "40", "--no-progress"]
 
@@ -52,12 +52,6 @@ def _wait_for_markers(out: Path, count: int, process: subprocess.Popen, timeout:
     assert len(list(out.glob("*.stats.json"))) >= count, "the run never got going"
 
 
-def _one_error_line(result: subprocess.CompletedProcess, code: int = 2) -> str:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 # --- one writer per OUT ----------------------------------------------------------------------------
@@ -72,7 +66,7 @@ def test_a_second_writer_is_refused_while_the_first_runs(tmp_path, assets):
         for extra in (["--seed", "6", "--shard-size", "50", "--force"], ["--seed", "5"]):
             second = run_cli(*GEN, "--n", "6000", *extra, "--out", str(out), "--backend", "local")
             assert first.poll() is None, "the first run ended too soon to test a second writer"
-            line = _one_error_line(second)
+            line = one_error_line(second)
             assert "being written by another run" in line and f"pid {first.pid}" in line, line
         stdout, stderr = first.communicate(timeout=300)
         assert first.returncode == 0, stderr
@@ -91,7 +85,7 @@ def test_a_lease_of_another_host_counts_until_it_goes_stale(clean_run, tmp_path)
              "started": time.time() - 30, "heartbeat": time.time()}
     (out / ".collage.lock").write_text(json.dumps(lease))
     refused = run_cli(*GEN, "--n", "120", "--seed", "5", "--out", str(out), "--backend", "local")
-    assert "pid 4242 on some-other-host" in _one_error_line(refused)
+    assert "pid 4242 on some-other-host" in one_error_line(refused)
     assert "a writer is running" in run_cli("verify", str(out)).stderr
     lease["heartbeat"] = time.time() - 600  # ten minutes without a heartbeat: that writer is gone
     (out / ".collage.lock").write_text(json.dumps(lease))
@@ -263,7 +257,7 @@ def test_verify_of_bad_paths_is_one_line(tmp_path):
     a_file = tmp_path / "f.tar"
     a_file.write_bytes(b"x")
     assert "a file, not a collage run" in run_cli("verify", str(a_file)).stderr
-    assert "unknown storage protocol" in _one_error_line(run_cli("verify", "nosuch://bucket/run"))
+    assert "unknown storage protocol" in one_error_line(run_cli("verify", "nosuch://bucket/run"))
 
 
 # --- storage URLs and odd values, refused before Ray starts ----------------------------------------
@@ -276,7 +270,7 @@ def test_verify_of_bad_paths_is_one_line(tmp_path):
 def test_bad_storage_urls(out, words):
     # --address of a cluster that does not exist: the --out error must come first (nothing is started)
     result = run_cli(*GEN, "--n", "10", "--out", out, "--address", "127.0.0.1:1")
-    line = _one_error_line(result)
+    line = one_error_line(result)
     for word in words:
         assert word in line, line
 
@@ -287,14 +281,14 @@ def test_s3_without_its_driver_is_one_line():
         pytest.skip("s3fs is installed here")
     except ImportError:
         pass
-    line = _one_error_line(run_cli(*GEN, "--n", "10", "--out", "s3://bucket/run"))
+    line = one_error_line(run_cli(*GEN, "--n", "10", "--out", "s3://bucket/run"))
     assert "s3://" in line and "s3fs" in line
 
 
 def test_a_file_as_out_is_refused_before_the_cluster_is_asked(tmp_path):
     a_file = tmp_path / "f"
     a_file.write_text("mine")
-    line = _one_error_line(run_cli(*GEN, "--n", "10", "--out", str(a_file), "--address", "127.0.0.1:1"))
+    line = one_error_line(run_cli(*GEN, "--n", "10", "--out", str(a_file), "--address", "127.0.0.1:1"))
     assert "--out" in line and "is a file" in line
     assert a_file.read_text() == "mine"
 
@@ -306,7 +300,7 @@ def test_a_file_as_out_is_refused_before_the_cluster_is_asked(tmp_path):
 ])
 def test_odd_values_are_refused(tmp_path, args, words):
     out = tmp_path / "o"
-    line = _one_error_line(run_cli("generate", "--task", "drag", "--no-progress", *args, "--out", str(out)))
+    line = one_error_line(run_cli("generate", "--task", "drag", "--no-progress", *args, "--out", str(out)))
     for word in words:
         assert word in line, line
     assert "--shard_size" not in line
@@ -316,7 +310,7 @@ def test_odd_values_are_refused(tmp_path, args, words):
 def test_an_infinite_pipeline_weight_is_refused(tmp_path):
     pipeline = tmp_path / "p.yaml"
     pipeline.write_text("name: mix\ntasks:\n  - {task: drag, weight: .inf}\n  - {task: t2i, weight: 1}\n")
-    line = _one_error_line(run_cli("generate", "--pipeline", str(pipeline), "--n", "10", "--out", str(tmp_path / "o")))
+    line = one_error_line(run_cli("generate", "--pipeline", str(pipeline), "--n", "10", "--out", str(tmp_path / "o")))
     assert "weight" in line and "finite" in line
     assert not (tmp_path / "o").exists()
 
@@ -380,7 +374,7 @@ def small_disk(tmp_path):
 def test_a_full_disk_stops_the_run_with_one_line(small_disk, assets):
     out = small_disk / "run"
     result = run_cli(*GEN, "--n", "2000", "--out", str(out), "--workers", "2", timeout=300)
-    line = _one_error_line(result, code=1)
+    line = one_error_line(result, code=1)
     assert "No space left on device" in line and "rerun the same command to resume" in line, line
     assert len(result.stderr.strip().splitlines()) <= 3, result.stderr
     assert not list(out.glob(".*.tmp")), "temporaries left on the full disk"
