@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 import os
 import sys
 
@@ -270,8 +271,11 @@ def assets_build(sets, out_dir) -> None:
     for name, count in counts.items():
         click.echo(f"{name}: {count:,} assets")
     library = AssetLibrary(out_dir, warn=False)
+    why = Counter("duplicate pictures" if v.startswith("the same picture") else "opaque rectangles"
+                  if v.startswith("an opaque rectangle") else "unreadable or unusable" for v in library.skipped.values())
+    skipped = ", ".join(f"{n:,} {k}" for k, n in sorted(why.items())) or "none"
     click.echo(f"cache: {len(library.sprites):,} sprites, {len(library.photos)} photos, {len(library.fonts)} fonts ready "
-               f"({len(library.skipped)} skipped: unreadable or unusable) in {library.cache_dir}")
+               f"(skipped: {skipped}) in {library.cache_dir}")
 
 
 @assets.command("import")

@@ -74,6 +74,14 @@ class RunConfig:
         canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
+    @functools.cached_property
+    def stream(self) -> int:
+        """64 bits of the run's name and task mix: every sample's seed and choices mix them in, so runs of two
+        tasks (or ops, options, mixes) with the same --seed never draw the same scenes."""
+        mix = [[m.task, list(m.ops), m.weight, list(map(list, m.options))] for m in self.mix]
+        canonical = json.dumps([self.name, mix], sort_keys=True, separators=(",", ":"))
+        return int.from_bytes(hashlib.blake2b(canonical.encode(), digest_size=8).digest(), "little")
+
     @property
     def num_shards(self) -> int:
         return math.ceil(self.n / self.shard_size)

