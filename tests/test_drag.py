@@ -137,3 +137,18 @@ def test_prompt_numbers_have_three_places_and_no_negative_zero():
     values = np.random.default_rng(0).uniform(-1, 1, 20000).round(6) * np.repeat([1, 1e-3, 1e-4, 1e-5], 5000)
     for v in values.tolist():  # as round(v, 3) rounds: the json holds v, the prompt these digits
         assert _three_places(v) == f"{round(v, 3) + 0.0:.3f}"
+
+
+def test_every_drag_point_moves_a_few_pixels(tmp_path, assets):
+    """From written shards, every op: no point moves less than max(3 px, 2 % of the short side)."""
+    from collage.api import generate_run, iter_samples
+
+    generate_run(out=str(tmp_path / "d"), task="drag", n=90, seed=4, size=256, backend="local",
+                 aspect_ratios="all")
+    moves = []
+    for sample in iter_samples(str(tmp_path / "d")):
+        meta = sample["json"]
+        w, h = meta["width"], meta["height"]
+        for x, y, dx, dy in meta["points"]:
+            moves.append(((dx * w) ** 2 + (dy * h) ** 2) ** 0.5 / max(3.0, 0.02 * min(w, h)))
+    assert len(moves) > 90 and min(moves) >= 0.99, min(moves)

@@ -26,6 +26,7 @@ from . import GenConfig, register
 from .common import entry_of, objects_json, pick_template, random_collage, require_visible
 
 OPS = ("translate", "scale", "rotate")
+MIN_MOVE_PX, MIN_MOVE_FRACTION = 3.0, 0.02  # every drag point moves at least this far (px; of the short side)
 FLAT_RANGE = 24  # max per-channel spread in a 5×5 patch for a point to count as flat
 EDGE_MARGIN = 2  # points keep this many pixels from the object's visible edge
 # Fields: {name} the object's name, {points} the drag points, {background} what the background shows.
@@ -203,6 +204,11 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     if len(pixels) == 0:
         raise Reject("no pixel of the object is visible and flat in both images")
     moved = apply(transform["matrix"], pixels)
+    # a point next to a scale's or rotation's pivot barely moves: it would teach "drag by nothing"
+    keep = np.hypot(*(moved - pixels).T) >= max(MIN_MOVE_PX, MIN_MOVE_FRACTION * min(width, height))
+    if not keep.any():
+        raise Reject("no drag point moves far enough")
+    pixels, moved = pixels[keep], moved[keep]
     # Python floats, not numpy's: numpy rounds halves differently, and the prompt must match the json exactly.
     points = [[round(float(v), 6) for v in (x / width, y / height, (mx - x) / width, (my - y) / height)]
               for (x, y), (mx, my) in zip(pixels, moved)]
