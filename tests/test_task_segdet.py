@@ -121,3 +121,23 @@ def test_non_square_canvases(tmp_path, lib):
             assert np.array_equal(painted, region)
         else:
             assert bbox(painted) == [x0, y0, x1, y1]
+
+
+def test_detect_frames_keep_their_colour_through_jpeg(tmp_path, lib):
+    """At 256² in JPEG (4:2:0 halves chroma), the frame's pixels still read as its palette colour: the frame is
+    at least 4 px wide (1 % of the short side), not 1–2 px."""
+    from collage.api import generate_run, iter_samples
+    from collage.tasks.segdet import box_width
+
+    generate_run(out=str(tmp_path / "d"), task="segdet", ops="detect", n=30, seed=5, size=256, backend="local")
+    for s in iter_samples(str(tmp_path / "d"), decode=True):
+        meta = s["json"]
+        h, w = s["tgt"].shape[:2]
+        width = box_width(w, h)
+        assert width >= 4
+        x0, y0, x1, y1 = (round(v * n) for v, n in zip(meta["boxes"][0], (w, h, w, h)))
+        ring = np.zeros((h, w), bool)
+        ring[y0:y1, x0:x1] = True
+        ring[y0 + width:y1 - width, x0 + width:x1 - width] = False
+        error = np.abs(s["tgt"][ring].astype(int) - np.array(meta["color"])).max(axis=1)
+        assert np.median(error) < 40, (s["__key__"], np.median(error))

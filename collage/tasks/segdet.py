@@ -44,7 +44,7 @@ TEMPLATES = {
 
 
 def box_width(width: int, height: int) -> int:
-    return max(2, round(0.006 * min(width, height)))
+    return max(4, round(0.01 * min(width, height)))  # 4:2:0 JPEG halves chroma: a 2 px frame loses its colour
 
 
 def present(image: np.ndarray, colour: tuple[int, int, int]) -> bool:
