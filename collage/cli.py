@@ -82,8 +82,9 @@ def caption_settings(values: dict, prefix: str = ""):
 @click.option("--out", required=True, help="Run directory (local path, or s3://… through fsspec).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--size", type=int, default=512, show_default=True, help="Canvas side (or base side for aspect buckets).")
-@click.option("--aspect-ratios", type=click.Choice(["square", "all"]), default="square", show_default=True,
-              help="'all': draw each canvas from the 31 aspect buckets 4:1 … 1:4 around size².")
+@click.option("--aspect-ratios", type=click.Choice(["square", "all", "uniform"]), default="square", show_default=True,
+              help="'all': draw each canvas from the 31 aspect buckets 4:1 … 1:4 around size², common ratios most "
+                   "(weight exp(-ln(ratio)²/0.5): 16:9 half as often as 1:1, 4:1 one in fifty); 'uniform': all alike.")
 @click.option("--ops", help="Comma-separated ops of --task (default: all of them).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A task option, e.g. add_background=mixed (edit) or depth_model=/path (reference); repeatable.")

@@ -7,6 +7,7 @@ How a run is executed (workers, cluster address) is not part of it.
 from __future__ import annotations
 
 import functools
+import itertools
 import hashlib
 import json
 import math
@@ -39,7 +40,7 @@ class RunConfig:
     n: int
     seed: int = 0
     size: int = 512
-    aspect_ratios: str = "square"  # or "all": the 31 buckets around size²
+    aspect_ratios: str = "square"  # "all": the 31 buckets around size², common ratios most; "uniform": all alike
     shard_size: int = 1000
     image_format: str = "jpg"
     assets_digest: str = ""
@@ -104,6 +105,17 @@ def aspect_buckets(size: int) -> tuple[tuple[int, int], ...]:
     return tuple(out)  # every sample asks: computed once per size
 
 
+ASPECT_SIGMA = 0.5  # "all": a bucket's weight is exp(-ln(ratio)² / 2σ²): 1:1 1, 4:3 0.85, 16:9 0.52, 2:1 0.38, 4:1 0.02
+
+
+@functools.lru_cache(maxsize=16)
+def aspect_cumulative(size: int, prior: str) -> tuple[float, ...]:
+    """Cumulative weights of the buckets of `size` under `prior` ("all": toward common ratios; "uniform")."""
+    weights = [1.0 if prior == "uniform" else math.exp(-math.log(w / h) ** 2 / (2 * ASPECT_SIGMA ** 2))
+               for w, h in aspect_buckets(size)]
+    return tuple(itertools.accumulate(weights))
+
+
 def validate(cfg: RunConfig) -> None:
     from .tasks import get_task
 
@@ -116,8 +128,8 @@ def validate(cfg: RunConfig) -> None:
     if cfg.num_shards > MAX_SHARDS:
         raise UserError(f"--n {cfg.n:,} in shards of {cfg.shard_size:,} makes {cfg.num_shards:,} shards; at most "
                         f"{MAX_SHARDS:,} (shard numbers have six digits): raise --shard-size or lower --n")
-    if cfg.aspect_ratios not in ("square", "all"):
-        raise UserError(f"--aspect-ratios {cfg.aspect_ratios!r}: choose 'square' or 'all'")
+    if cfg.aspect_ratios not in ("square", "all", "uniform"):
+        raise UserError(f"--aspect-ratios {cfg.aspect_ratios!r}: choose 'square', 'all' or 'uniform'")
     if not 0 <= cfg.seed < 2**63:
         raise UserError(f"--seed {cfg.seed}: use a whole number from 0 to 2**63-1")
     if not cfg.mix:

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from .assets import AssetLibrary
-from .config import ASPECT_BUCKETS, MixEntry, RunConfig, aspect_buckets
+from .config import ASPECT_BUCKETS, MixEntry, RunConfig, aspect_buckets, aspect_cumulative
 from .errors import Reject
 from .sample import Sample, encode_members, index_row
 from .storage import Storage, refusals_as_storage_errors
@@ -83,9 +83,9 @@ def choose(cfg: RunConfig, shard: int, index: int) -> tuple[MixEntry, str, int, 
     cumulative = _cumulative_weights(cfg.mix)
     entry = cfg.mix[min(bisect.bisect(cumulative, u_entry * cumulative[-1]), len(cumulative) - 1)]
     op = entry.ops[int(u_op * len(entry.ops))]
-    if cfg.aspect_ratios == "all":
-        buckets = aspect_buckets(cfg.size)
-        bucket = int(u_bucket * len(buckets))
+    if cfg.aspect_ratios in ("all", "uniform"):
+        buckets, weights = aspect_buckets(cfg.size), aspect_cumulative(cfg.size, cfg.aspect_ratios)
+        bucket = min(bisect.bisect(weights, u_bucket * weights[-1]), len(buckets) - 1)
         width, height = buckets[bucket]
     else:
         bucket, width, height = ASPECT_BUCKETS // 2, cfg.size, cfg.size  # the middle bucket is the square

@@ -53,3 +53,25 @@ def test_the_stream_is_the_run_mix_and_nothing_else():
     assert drag.stream != make_config("drag", 100, ops="translate").stream
     assert drag.stream != make_config("segdet", 100).stream
     assert drag.stream != make_config("edit", 100).stream != make_config("edit", 100, options=["add_background=mixed"]).stream
+
+
+def test_aspect_buckets_favour_common_ratios(tmp_path, assets):
+    """--aspect-ratios all: near-square canvases most, extreme ones rare; 'uniform' keeps all 31 alike. The
+    written jsons' sizes are the buckets drawn."""
+    import math
+
+    from collage.config import aspect_buckets
+    from collage.worker import choose
+
+    def shares(prior):
+        cfg = make_config("drag", 20000, aspect_ratios=prior, size=256)
+        ratios = [math.log(w / h) for _, _, w, h, _ in (choose(cfg, 0, i) for i in range(20000))]
+        return (sum(abs(r) < 0.35 for r in ratios) / len(ratios), sum(abs(r) > 1.0 for r in ratios) / len(ratios))
+    near, extreme = shares("all")
+    assert near > 0.4 and extreme < 0.06, (near, extreme)
+    near_u, extreme_u = shares("uniform")
+    assert near_u < 0.3 and extreme_u > 0.25, (near_u, extreme_u)
+    generate_run(out=str(tmp_path / "a"), task="segdet", n=40, seed=1, size=128, aspect_ratios="all", backend="local")
+    for sample in iter_samples(str(tmp_path / "a")):
+        meta = sample["json"]
+        assert (meta["width"], meta["height"]) == aspect_buckets(128)[meta["bucket"]]
