@@ -141,3 +141,17 @@ def test_detect_frames_keep_their_colour_through_jpeg(tmp_path, lib):
         ring[y0 + width:y1 - width, x0 + width:x1 - width] = False
         error = np.abs(s["tgt"][ring].astype(int) - np.array(meta["color"])).max(axis=1)
         assert np.median(error) < 40, (s["__key__"], np.median(error))
+
+
+def test_paint_and_box_colours_are_balanced(tmp_path, lib):
+    """Every palette colour is drawn (gray too: against the covered pixels' mean it never was), none more than
+    4× as often as another; each still stands out from most of the pixels it covers."""
+    from collections import Counter
+
+    from collage.api import generate_run, iter_samples
+    from collage.palette import NAMES
+
+    generate_run(out=str(tmp_path / "c"), task="segdet", n=300, seed=9, size=128, backend="local")
+    counts = Counter(s["json"]["color_name"] for s in iter_samples(str(tmp_path / "c")))
+    assert set(counts) == set(NAMES), counts
+    assert max(counts.values()) <= 4 * min(counts.values()), counts
