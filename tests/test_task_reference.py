@@ -196,3 +196,35 @@ def test_non_square_canvases(tmp_path, lib):
         value = {lv["id"]: lv["value"] for lv in s["json"]["condition"]["levels"]}
         for (entry, _, _), region in zip(stack, visible_regions(stack)):
             assert (s["cond"][region] == value[entry["id"]]).all()
+
+
+def test_canny_keeps_every_named_objects_outline(tmp_path, lib):
+    """From written shards: each named object's outline (its visible boundary, re-warped from its sprite with the
+    json's matrix) has an edge of cond.png within 2 px along at least half of it; the json's thresholds make the
+    map exactly."""
+    import cv2
+
+    from collage.api import generate_run, iter_samples
+
+    generate_run(out=str(tmp_path / "c"), task="reference", ops="canny", n=40, seed=8, size=256, backend="local",
+                 image_format="png")
+    checked = 0
+    for s in iter_samples(str(tmp_path / "c"), decode=True):
+        meta, edges = s["json"], s["cond"]
+        h, w = edges.shape
+        condition = meta["condition"]
+        gray = cv2.cvtColor(s["tgt"], cv2.COLOR_RGB2GRAY)
+        assert np.array_equal(cv2.Canny(gray, condition["low"], condition["high"]), edges)
+        covered = [cv2.warpAffine(np.ascontiguousarray(lib.cache.get(o["asset"])[..., 3]),
+                                  np.array(o["matrix"], np.float64), (w, h), flags=cv2.INTER_LINEAR) >= 128
+                   for o in meta["objects"]]
+        near = cv2.dilate(edges, np.ones((5, 5), np.uint8)) > 0
+        for k, own in enumerate(covered):
+            visible = own & ~np.logical_or.reduce(covered[k + 1:], axis=0) if k + 1 < len(covered) else own
+            inside = visible.astype(np.uint8)
+            outline = (inside & ~cv2.erode(inside, np.ones((3, 3), np.uint8))).astype(bool)
+            if outline.sum() < 20:
+                continue
+            assert (outline & near).sum() / outline.sum() >= 0.5, (s["__key__"], meta["objects"][k]["name"])
+            checked += 1
+    assert checked >= 40

@@ -37,7 +37,9 @@ from .common import draw_background, pick_template, random_collage, require_visi
 from .labels import object_entry, placed_objects, top_layer_index
 
 OPS = ("canny", "depth", "seg", "subject")
-CANNY_LOW = (50, 150)  # the low threshold is drawn from this range, the high one is 1.5–3× it
+CANNY_LOW = (40, 120)  # the low threshold is drawn from this range, the high one is 1.5–3× it
+CANNY_KEEP = 0.5  # every named object keeps at least this share of its outline in the edge map
+CANNY_STEP, CANNY_TRIES = 0.7, 6  # else both thresholds are lowered by this factor, at most this often
 DEPTH_MODEL_OPTION = "depth_model"
 PHOTO_DEPTH_SHARE = 0.5
 DEPTH_NEAREST_RANGE = (64, 255)  # layer levels run evenly from just above the first value to the second
@@ -147,12 +149,31 @@ def collage(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig,
     return scene, rendered, background
 
 
+def outline_kept(edges: np.ndarray, rendered, index: int) -> float:
+    """Share of layer `index`'s visible outline (its boundary pixels) with an edge within 2 px."""
+    x0, y0, x1, y1 = rendered.boxes[index]
+    visible = rendered.visible_crop(index)
+    if visible is None or not visible.any():
+        return 1.0
+    inside = visible.astype(np.uint8)
+    outline = inside & ~cv2.erode(inside, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    near = cv2.dilate(edges[y0:y1, x0:x1], np.ones((5, 5), np.uint8))
+    return float(np.count_nonzero(outline & (near > 0))) / max(1, int(np.count_nonzero(outline)))
+
+
 def canny_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
     scene, rendered, background = collage(rng, assets, cfg)
     low = int(rng.integers(*CANNY_LOW))
     high = int(round(low * rng.uniform(1.5, 3.0)))
-    edges = cv2.Canny(cv2.cvtColor(rendered.rgb, cv2.COLOR_RGB2GRAY), low, high)
+    gray = cv2.cvtColor(rendered.rgb, cv2.COLOR_RGB2GRAY)
     objects = placed_objects(scene, rendered)
+    for _ in range(CANNY_TRIES):
+        edges = cv2.Canny(gray, low, high)
+        if all(outline_kept(edges, rendered, o["id"]) >= CANNY_KEEP for o in objects):
+            break
+        low, high = max(1, int(low * CANNY_STEP)), max(2, int(high * CANNY_STEP))
+    else:  # an object as dark or light as what is around it: its edges are not in any usable map
+        raise Reject("a named object keeps too little of its outline in the edge map")
     template_id, template = pick_template(rng, "reference", "canny", TEMPLATES["canny"])
     return Sample(cfg.op, {"tgt": rendered.rgb, "cond": edges},
                   {"prompt": template.format(scene=prompt_scene(objects, background)),
