@@ -346,3 +346,13 @@ def test_same_bytes_in_fresh_processes_whatever_the_hash_seed(tmp_path, assets):
         assert done.returncode == 0, done.stderr
         digests.append(done.stdout.strip())
     assert digests[0] == digests[1] and len(digests[0]) == 64
+
+
+def test_no_page_of_text_behind_drawn_text(tmp_path, lib):
+    """From written shards: a t2i text sample never sits on the photo of a printed page."""
+    from collage.api import generate_run, iter_samples
+
+    generate_run(out=str(tmp_path / "t"), task="t2i", ops="text", n=80, seed=3, size=128, backend="local")
+    backgrounds = [s["json"]["background"] for s in iter_samples(str(tmp_path / "t"))]
+    assert any("photo" in b for b in backgrounds)
+    assert not any("page" in b for b in backgrounds), [b for b in backgrounds if "page" in b]

