@@ -161,7 +161,7 @@ def main() -> None:
         print(f"a {n / 1e6:.0f}M-sample run: {n / rate / 3600:,.1f} h of captions at this rate in one process "
               f"({n / (ideal / per_sample) / 3600:,.1f} h at the server's bound)")
         slow_pass = caption_pass(folder, metas, latency, concurrency)
-        print(f"`collage caption` over the same samples, one process vs two: "
+        print("`collage caption` over the same samples, one process vs two: "
               + ", ".join(f"{w} → {r:,.1f} captions/s" for w, r in slow_pass.items())
               + f"; 12M at the better: {n / max(slow_pass.values()) / 3600:,.1f} h")
 
