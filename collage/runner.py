@@ -123,6 +123,9 @@ def plan_text(cfg: RunConfig, bytes_per_sample: float | None = None) -> str:
              + (f" (last shard {last:,})" if last != cfg.shard_size else ""),
              "mix: " + ", ".join(f"{m.task}[{','.join(m.ops)}]×{m.weight:g}" for m in cfg.mix),
              f"canvas: {cfg.size}² {'square' if cfg.aspect_ratios == 'square' else f'(31 aspect buckets, {cfg.aspect_ratios})'}, images {cfg.image_format}, seed {cfg.seed}"]
+    if cfg.captions:
+        lines.append(f"captions: refined inline by {cfg.captions['model']} (tasks {','.join(cfg.captions['tasks'])}, "
+                     f"prompt v{cfg.captions['prompt_version']})")
     if bytes_per_sample:
         total = bytes_per_sample * cfg.n
         lines.append(f"estimated size: {_human_bytes(total)} ({_human_bytes(bytes_per_sample)} per sample, "
