@@ -36,7 +36,7 @@ def runs(tmp_path_factory, assets):
     specs = {
         "drag": dict(task="drag", n=8, seed=3, ops=["translate"], aspect_ratios="all", shard_size=4),
         "segdet": dict(task="segdet", n=6, seed=4, ops=["segment", "detect"], aspect_ratios="all", shard_size=3),
-        "reference": dict(task="reference", n=4, seed=6, ops=["seg", "depth"], shard_size=2),  # holds both ops
+        "reference": dict(task="reference", n=4, seed=3, ops=["seg", "depth"], shard_size=2),  # holds both ops
         "t2i": dict(task="t2i", n=4, seed=6, ops=["text", "shapes"], shard_size=2),
     }
     for name, spec in specs.items():
