@@ -312,4 +312,11 @@ def pattern_phrase(recipe: str, first: str, second: str) -> str:
     if recipe == "dots":
         return with_article(f"{first} background with {second} polka dots") if first != second else \
             with_article(f"{first} dotted background")
+    if recipe == "diagonal-stripes":
+        return f"{_pair(first, second)} diagonal stripes"
+    if recipe == "tiles":
+        return f"{first} tiles with {second} grout" if first != second else f"{first} tiles"
+    if recipe == "bokeh":
+        return with_article(f"{first} background with soft {second} bokeh lights") if first != second else \
+            with_article(f"{first} bokeh background")
     return with_article(f"{_pair(first, second)} {recipe.replace('-', ' ')} background")

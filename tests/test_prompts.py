@@ -88,7 +88,7 @@ def test_no_literal_background_and_articles_agree(drawn, task, op):
                     assert words.with_article(name) == f"{article} {phrase}", prompt
 
 
-BACKGROUND = re.compile(r"(gradient|checkerboard|stripes|polka dots|dotted background|texture|[a-z] background"
+BACKGROUND = re.compile(r"(gradient|checkerboard|stripes|polka dots|dotted background|texture|[a-z] background|tiles|bokeh"
                         r"|photo of|silhouette)")
 NAMED = {("t2i", "text"), ("t2i", "shapes"), ("t2i", "stickers"), ("inpaint", "inpaint"), ("inpaint", "outpaint"),
          ("reference", "canny"), ("reference", "depth"), ("reference", "seg"), ("reference", "subject")}

@@ -170,3 +170,29 @@ def test_procedural_backgrounds_are_named_from_their_pixels(assets):
         assert "blue" in phrase and "background" != phrase, (recipe, phrase)
         if recipe in ("checker", "stripes", "dots"):
             assert "white" in phrase, (recipe, phrase)
+
+
+@pytest.mark.parametrize("recipe", ["diagonal-stripes", "tiles", "bokeh"])
+def test_new_procedural_backgrounds_are_named_from_their_pixels(recipe, assets):
+    """Diagonal stripes, tiles and bokeh: the phrase names the colours the pixels hold (tiles: the tile colour,
+    then the grout; bokeh: the ground, then the lights)."""
+    import numpy as np
+
+    from collage.assets.procedural import procedural_background
+    from collage.tasks.common import describe_background
+
+    for seed in range(12):
+        pixels = procedural_background(np.random.default_rng(seed), recipe, 256, 192)
+        phrase = describe_background(assets, f"procedural:{recipe}", pixels)
+        colours, counts = np.unique(pixels.reshape(-1, 3), axis=0, return_counts=True)
+        if recipe in ("diagonal-stripes", "tiles"):
+            assert len(colours) == 2
+            major, minor = (words.colour_name(c) for c in colours[np.argsort(-counts)])
+            if recipe == "tiles":
+                assert phrase == (f"{major} tiles with {minor} grout" if major != minor else f"{major} tiles")
+            else:
+                assert major in phrase and minor in phrase and phrase.endswith("diagonal stripes")
+        else:
+            ground = words.colour_name(np.median(pixels.reshape(-1, 3), axis=0))
+            assert phrase.startswith(f"a {ground} ") or phrase.startswith(f"an {ground} "), phrase
+            assert "bokeh" in phrase

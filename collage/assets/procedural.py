@@ -50,4 +50,37 @@ def procedural_background(rng: np.random.Generator, recipe: str, width: int, hei
             cv2.circle(tile, (half, half), max(2, period // 5), b.tolist(), -1, lineType=cv2.LINE_AA)
         reps = (height // period + 1, width // period + 1, 1)
         return np.ascontiguousarray(np.tile(tile, reps)[:height, :width])
+    if recipe == "diagonal-stripes":
+        a, b = _colour(rng).astype(np.uint8), _colour(rng).astype(np.uint8)
+        period = int(rng.integers(12, 56))
+        # (x ± y) mod period repeats every period in x and in y: draw one tile, repeat it.
+        ys, xs = np.mgrid[0:period, 0:period]
+        sign = 1 if rng.random() < 0.5 else -1
+        band = ((xs + sign * ys) % period) < period // 2  # the top-left pixel is always `a`
+        tile = np.where(band[..., None], a, b).astype(np.uint8)
+        reps = (height // period + 1, width // period + 1, 1)
+        return np.ascontiguousarray(np.tile(tile, reps)[:height, :width])
+    if recipe == "tiles":
+        tile, grout = _colour(rng).astype(np.uint8), _colour(rng).astype(np.uint8)
+        period = int(rng.integers(16, 64))
+        line = max(1, period // 10)
+        cell = np.full((period, period, 3), tile, np.uint8)
+        cell[:line], cell[:, :line] = grout, grout
+        reps = (height // period + 2, width // period + 2, 1)
+        dy, dx = (int(v) for v in rng.integers(period, size=2))  # the grout lines do not start at the edge
+        return np.ascontiguousarray(np.tile(cell, reps)[dy:dy + height, dx:dx + width])
+    if recipe == "bokeh":
+        # Soft discs of light over a ground: drawn small and blurred, then scaled up.
+        ground, light = _colour(rng) * 0.5, _colour(rng) * 0.5 + 127
+        sw, sh = max(8, width // 4), max(8, height // 4)
+        small = np.empty((sh, sw, 3), np.float32)
+        small[:] = ground
+        for _ in range(int(rng.integers(6, 18))):
+            centre = (int(rng.integers(sw)), int(rng.integers(sh)))
+            radius = int(rng.integers(max(2, min(sw, sh) // 16), max(3, min(sw, sh) // 5)))
+            disc = small.copy()
+            cv2.circle(disc, centre, radius, (light * rng.uniform(0.8, 1.0)).tolist(), -1, lineType=cv2.LINE_AA)
+            small = cv2.addWeighted(small, 0.45, disc, 0.55, 0)
+        small = cv2.GaussianBlur(small, (0, 0), max(1.0, min(sw, sh) / 60))
+        return cv2.resize(np.clip(small, 0, 255).astype(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR)
     raise ValueError(f"unknown procedural recipe {recipe!r}")

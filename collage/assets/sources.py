@@ -27,7 +27,8 @@ DEB_ROOTS = {
 }
 
 MAX_SPRITE_PIXELS = 4096 * 4096  # larger files are posters; decoding one costs seconds
-PROCEDURAL_RECIPES = ("solid", "linear-gradient", "radial-gradient", "soft-noise", "stripes", "checker", "dots")
+PROCEDURAL_RECIPES = ("solid", "linear-gradient", "radial-gradient", "soft-noise", "stripes", "checker", "dots",
+                      "diagonal-stripes", "tiles", "bokeh")
 
 FONT_LICENSES = {
     "OpenSans": ("Apache-2.0", "Open Sans by Steve Matteson (fonts-open-sans)"),

@@ -38,7 +38,11 @@ def describe_background(assets: AssetLibrary, asset_id: str, pixels: np.ndarray)
         return words.photo_phrase(row["name"])
     recipe = json.loads(row["extra"])["recipe"] if row is not None and row.get("extra") else \
         asset_id.split(":", 1)[-1]
-    if recipe in ("stripes", "checker", "dots", "solid"):
+    if recipe in ("tiles", "bokeh"):  # the ground (most pixels), then what stands out from it
+        grid = pixels[::4, ::4].reshape(-1, 3).astype(np.int32)
+        first = np.median(grid, axis=0).astype(np.int32)
+        second = grid[int(np.argmax(((grid - first) ** 2).sum(axis=1)))]
+    elif recipe in ("stripes", "checker", "dots", "solid", "diagonal-stripes"):
         first = pixels[0, 0].astype(np.int32)
         step = max(2, min(pixels.shape[:2]) // 128)  # a pattern's cells and dots scale with the canvas
         second = pixels[::step, ::step].reshape(-1, 3).astype(np.int32)
