@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import hashlib
 import multiprocessing
 import json
 import logging
@@ -44,8 +45,6 @@ def sprite_problem(row: dict, pixels: np.ndarray, seen: dict[bytes, str]) -> str
     """Why a decoded sprite must not be placed, or None: an opaque rectangle (clip art drawn on its own
     background: its mask and box would be the whole rectangle, not the object), or the same picture as an
     earlier row (`seen`: digest → id, updated here)."""
-    import hashlib
-
     if row.get("source") not in EMOJI_SOURCES and pixels.shape[2] == 4:
         opaque = pixels[..., 3] > 128
         coverage = float(opaque.mean())

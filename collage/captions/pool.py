@@ -81,7 +81,7 @@ class Shards:
 
     def asked(self) -> int:
         if self.captioner:
-            return sum(v for k, v in self.captioner.live.items() if k != "skipped")
+            return self.captioner.asked
         return sum(s.get("asked", 0) for s in self._worker_stats.values())
 
     def cancel_all(self) -> None:
@@ -112,7 +112,7 @@ def _init_worker(url: str, config: dict, runtime: CaptionRuntime, pid: str) -> N
 def _worker_replace(name: str, shard: int, stats: dict, only_failed: bool) -> tuple[dict, int, dict]:
     captioner = _WORKER["captioner"]
     new = replace_shard(_WORKER["storage"], name, shard, stats, captioner, only_failed)
-    worker_stats = {**captioner.stats(), "asked": sum(v for k, v in captioner.live.items() if k != "skipped")}
+    worker_stats = {**captioner.stats(), "asked": captioner.asked}
     return new, os.getpid(), worker_stats
 
 

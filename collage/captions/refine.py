@@ -111,6 +111,11 @@ class Captioner:
             return Outcome(caption, source, None, "refined" if source == "llm" else "cache")
         return Outcome(template, "template", self.client.redact(why), "rejected")
 
+    @property
+    def asked(self) -> int:
+        """Samples asked about so far (outcomes other than skipped)."""
+        return sum(v for k, v in self.live.items() if k != "skipped")
+
     def cancel_all(self) -> None:
         """End every request in flight now (an interrupt): their futures raise CancelledError."""
         def cancel():

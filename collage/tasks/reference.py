@@ -149,16 +149,23 @@ def collage(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig,
     return scene, rendered, background
 
 
-def outline_kept(edges: np.ndarray, rendered, index: int) -> float:
-    """Share of layer `index`'s visible outline (its boundary pixels) with an edge within 2 px."""
-    x0, y0, x1, y1 = rendered.boxes[index]
+def object_outline(rendered, index: int) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """(box, boundary pixels of layer `index`'s visible region over that box), or None when none show."""
     visible = rendered.visible_crop(index)
     if visible is None or not visible.any():
-        return 1.0
+        return None
     inside = visible.astype(np.uint8)
-    outline = inside & ~cv2.erode(inside, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    near = cv2.dilate(edges[y0:y1, x0:x1], np.ones((5, 5), np.uint8))
-    return float(np.count_nonzero(outline & (near > 0))) / max(1, int(np.count_nonzero(outline)))
+    edge = inside & ~cv2.erode(inside, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return tuple(rendered.boxes[index]), edge.astype(bool)
+
+
+def outline_kept(edges: np.ndarray, outline) -> float:
+    """Share of an object_outline with an edge of `edges` within 2 px (1 for an object that does not show)."""
+    if outline is None:
+        return 1.0
+    (x0, y0, x1, y1), boundary = outline
+    near = cv2.dilate(edges[y0:y1, x0:x1], np.ones((5, 5), np.uint8)) > 0
+    return float(np.count_nonzero(boundary & near)) / max(1, int(np.count_nonzero(boundary)))
 
 
 def canny_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> Sample:
@@ -167,9 +174,10 @@ def canny_sample(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig)
     high = int(round(low * rng.uniform(1.5, 3.0)))
     gray = cv2.cvtColor(rendered.rgb, cv2.COLOR_RGB2GRAY)
     objects = placed_objects(scene, rendered)
+    outlines = [object_outline(rendered, o["id"]) for o in objects]  # once: only the thresholds change below
     for _ in range(CANNY_TRIES):
         edges = cv2.Canny(gray, low, high)
-        if all(outline_kept(edges, rendered, o["id"]) >= CANNY_KEEP for o in objects):
+        if all(outline_kept(edges, outline) >= CANNY_KEEP for outline in outlines):
             break
         low, high = max(1, int(low * CANNY_STEP)), max(2, int(high * CANNY_STEP))
     else:  # an object as dark or light as what is around it: its edges are not in any usable map
