@@ -12,7 +12,7 @@ __all__ = ["make_config", "generate_run", "iter_samples", "RunSummary"]
 def make_config(task: str | None = None, n: int = 1000, seed: int = 0, size: int = 512, ops: list[str] | str | None = None,
                 shard_size: int = 1000, image_format: str = "jpg", pipeline: str | None = None,
                 aspect_ratios: str = "square", manifest_dir: str | None = None,
-                options: list[str] | dict | None = None) -> RunConfig:
+                options: list[str] | dict | None = None, max_upscale: float = 1.25) -> RunConfig:
     from .assets import load_manifests, manifest_digest
     from .errors import UserError
 
@@ -28,7 +28,7 @@ def make_config(task: str | None = None, n: int = 1000, seed: int = 0, size: int
         ops = ",".join(ops) if isinstance(ops, (list, tuple)) else ops
         name, mix, data = task, (MixEntry(task, parse_ops(task, ops), 1.0, parse_options(options)),), {}
     return RunConfig(name=name, mix=mix, n=n, seed=seed, size=size, aspect_ratios=aspect_ratios, shard_size=shard_size,
-                     image_format=image_format, assets_digest=manifest_digest(load_manifests(manifest_dir)), pipeline=data)
+                     image_format=image_format, max_upscale=max_upscale, assets_digest=manifest_digest(load_manifests(manifest_dir)), pipeline=data)
 
 
 def generate_run(out: str, task: str | None = None, n: int = 1000, seed: int = 0, size: int = 512,

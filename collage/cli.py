@@ -85,6 +85,9 @@ def caption_settings(values: dict, prefix: str = ""):
 @click.option("--aspect-ratios", type=click.Choice(["square", "all", "uniform"]), default="square", show_default=True,
               help="'all': draw each canvas from the 31 aspect buckets 4:1 … 1:4 around size², common ratios most "
                    "(weight exp(-ln(ratio)²/0.5): 16:9 half as often as 1:1, 4:1 one in fifty); 'uniform': all alike.")
+@click.option("--max-upscale", type=float, default=1.25, show_default=True,
+              help="Never draw a sprite or photo crop larger than this × its pixels (sprites are rasterised from "
+                   "SVG where they can be; too-small ones are passed over or drawn smaller).")
 @click.option("--ops", help="Comma-separated ops of --task (default: all of them).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
               help="A task option, e.g. add_background=mixed (edit) or depth_model=/path (reference); repeatable.")
@@ -102,7 +105,7 @@ def caption_settings(values: dict, prefix: str = ""):
                    "when the run is local and at most 2 GiB).")
 @click.option("--no-progress", is_flag=True)
 @caption_options("caption-")
-def generate(task, pipeline, n, out, seed, size, aspect_ratios, ops, options, shard_size, image_format, workers, address, backend,
+def generate(task, pipeline, n, out, seed, size, aspect_ratios, max_upscale, ops, options, shard_size, image_format, workers, address, backend,
              manifest_dir, dry_run, force, check_existing, no_progress, **caption_values) -> None:
     """Generate N samples into webdataset shards (resumable: rerun the same command to finish). With
     --caption-model, each shard's captions are refined by an LLM before it is committed (as `collage caption`)."""
@@ -113,7 +116,7 @@ def generate(task, pipeline, n, out, seed, size, aspect_ratios, ops, options, sh
     from .runner import estimate_bytes_per_sample, plan_text, run
 
     cfg = make_config(task, n, seed, size, ops, shard_size, image_format, pipeline, aspect_ratios, manifest_dir,
-                      list(options))
+                      list(options), max_upscale)
     validate(cfg)
     caption_runtime = None
     if caption_values["caption_model"] or caption_values["caption_base_url"]:
@@ -263,15 +266,18 @@ def assets() -> None:
 @assets.command("build")
 @click.option("--sets", help="Comma-separated built-in sets (default: all that are installed).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Manifest folder (default: assets_manifest/).")
-def assets_build(sets, out_dir) -> None:
+@click.option("--size", type=int, default=512, show_default=True,
+              help="Decode for runs of this --size (sprites are cached, and SVGs drawn, at the size it draws them).")
+def assets_build(sets, out_dir, size) -> None:
     """Write manifests of the built-in sets and decode them into the pixel cache."""
     from .assets import AssetLibrary
     from .assets.build import build_builtin
+    from .assets.library import sprite_side_for
 
     counts = build_builtin(out_dir, sets.split(",") if sets else None, note=lambda m: click.echo(f"note: {m}"))
     for name, count in counts.items():
         click.echo(f"{name}: {count:,} assets")
-    library = AssetLibrary(out_dir, warn=False)
+    library = AssetLibrary(out_dir, warn=False, sprite_max_side=sprite_side_for(size))
     why = Counter("duplicate pictures" if v.startswith("the same picture") else "opaque rectangles"
                   if v.startswith("an opaque rectangle") else "unreadable or unusable" for v in library.skipped.values())
     skipped = ", ".join(f"{n:,} {k}" for k, n in sorted(why.items())) or "none"

@@ -43,6 +43,7 @@ class RunConfig:
     aspect_ratios: str = "square"  # "all": the 31 buckets around size², common ratios most; "uniform": all alike
     shard_size: int = 1000
     image_format: str = "jpg"
+    max_upscale: float = 1.25  # no sprite or photo crop is enlarged past this × its cached pixels (assets.library)
     assets_digest: str = ""
     version: str = __version__
     format_version: int = FORMAT_VERSION
@@ -128,6 +129,8 @@ def validate(cfg: RunConfig) -> None:
     if cfg.num_shards > MAX_SHARDS:
         raise UserError(f"--n {cfg.n:,} in shards of {cfg.shard_size:,} makes {cfg.num_shards:,} shards; at most "
                         f"{MAX_SHARDS:,} (shard numbers have six digits): raise --shard-size or lower --n")
+    if not 1.0 <= cfg.max_upscale <= 8.0:
+        raise UserError(f"--max-upscale {cfg.max_upscale}: use 1.0 (never enlarge an asset) to 8.0 (e.g. 1.25)")
     if cfg.aspect_ratios not in ("square", "all", "uniform"):
         raise UserError(f"--aspect-ratios {cfg.aspect_ratios!r}: choose 'square', 'all' or 'uniform'")
     if not 0 <= cfg.seed < 2**63:
@@ -150,6 +153,8 @@ def validate(cfg: RunConfig) -> None:
                 allowed(value)  # the task's own check; raises UserError
             elif allowed is not None and value not in allowed:
                 raise UserError(f"option {key}={value!r} for {entry.task}: choose one of {', '.join(allowed)}")
+        if spec.check is not None:
+            spec.check(entry.ops, dict(entry.options))  # options that go together (or with ops); raises UserError
 
 
 def parse_options(pairs: list[str] | tuple[str, ...] | dict | None) -> tuple[tuple[str, str], ...]:

@@ -24,7 +24,7 @@ from .shards import finish_replacements, finished_shards, read_json, shard_stem,
 from .storage import Storage, open_storage
 from .tasks import check_assets
 from .watchdog import start_watchdog
-from .worker import library, make_shard
+from .worker import make_shard, run_library
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def estimate_bytes_per_sample(cfg: RunConfig, manifest_dir: str | None, probes: 
     """Encode a few real samples in memory (nothing is written)."""
     from .worker import make_sample
 
-    assets = library(manifest_dir)
+    assets = run_library(cfg, manifest_dir)
     counters = {"rejects": 0, "failures": 0}
     sizes = [sum(len(v) for v in make_sample(cfg, assets, 0, i, counters)[0].values()) + 512 * 5 for i in range(probes)]
     return sum(sizes) / len(sizes)
@@ -166,7 +166,7 @@ def run(cfg: RunConfig, out: str, backend: str = "ray", workers: int | None = No
         raise UserError("--address '': give HOST:PORT of a Ray head (or auto), or drop --address for a local instance")
     storage = open_storage(out)
     check_out(storage, cfg, force)  # all before Ray starts: a refused run costs no Ray start-up
-    assets = library(manifest_dir)  # the same one a local-backend worker then draws from
+    assets = run_library(cfg, manifest_dir)  # the same one a local-backend worker then draws from
     check_assets(cfg, assets)
     if address:
         _check_reachable(address)

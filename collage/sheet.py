@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .api import make_config
 from .reader import decode_image
 from .tasks import get_task
-from .worker import library, make_sample
+from .worker import make_sample, run_library
 
 COLUMNS = ("src", "tgt", "mask", "cond")
 FONT = Path(__file__).resolve().parents[1] / "fonts" / "DejaVuSans.ttf"
@@ -49,7 +49,7 @@ def make_sheet(task: str, out: str | Path, size: int = 256, tile: int = 160, see
     rows = []
     for op in spec.ops:
         cfg = make_config(task=task, n=1, seed=seed, size=size, ops=[op], image_format="png")
-        members, meta = make_sample(cfg, library(None), 0, 0, {"rejects": 0, "failures": 0})
+        members, meta = make_sample(cfg, run_library(cfg, None), 0, 0, {"rejects": 0, "failures": 0})
         images = {name.split(".")[0]: decode_image(blob) for name, blob in members.items() if name != "json"}
         tiles = [_tile(images.get(c), tile) for c in COLUMNS]
         if task == "drag":

@@ -283,12 +283,25 @@ PHOTO_PHRASES = {
 }
 
 
+# A background name whose head (the last word before its first "of") is one of these names a made picture,
+# not a photo, and is used as it is written: "abstract art of glowing dots", "a low-poly illustration of …".
+ART_HEADS = frozenset("art artwork illustration painting drawing render rendering pattern image".split())
+GENERIC_PHOTO_NAMES = frozenset({"", "photo", "picture", "image"})  # an import without a usable file name
+ARTICLES = ("a ", "an ", "the ")
+
+
 def photo_phrase(name: str) -> str:
-    """What a photo background shows, from its asset name ("chelsea" → "a photo of a cat")."""
-    key = name.strip().lower().replace("_", " ")
+    """What a photo background shows, from its asset name ("chelsea" → "a photo of a cat"). A name that is
+    already a noun phrase keeps its article ("a misty lake at dawn" → "a photo of a misty lake at dawn"); a
+    made picture named by its medium is used as written ("abstract art of glowing blue dots")."""
+    key = re.sub(r"\s+", " ", name.strip().lower().replace("_", " "))
     if key in PHOTO_PHRASES:
         return PHOTO_PHRASES[key]
-    return f"a photo of {with_article(key)}" if key else "a photo"
+    if key in GENERIC_PHOTO_NAMES or not re.search(r"[a-z]", key):  # "000000397133": a number says nothing
+        return "a photo"
+    if key.split(" of ", 1)[0].rsplit(" ", 1)[-1] in ART_HEADS:
+        return key if key.startswith(ARTICLES) or key.split(" of ", 1)[0].endswith("art") else with_article(key)
+    return f"a photo of {key}" if key.startswith(ARTICLES) else f"a photo of {with_article(key)}"
 
 
 def _pair(a: str, b: str, joint: str = " and ") -> str:
@@ -319,4 +332,10 @@ def pattern_phrase(recipe: str, first: str, second: str) -> str:
     if recipe == "bokeh":
         return with_article(f"{first} background with soft {second} bokeh lights") if first != second else \
             with_article(f"{first} bokeh background")
+    if recipe == "waves":
+        return f"wavy {_pair(first, second)} stripes"
+    if recipe == "clouds":
+        return with_article(f"cloudy {_pair(first, second)} texture")
+    if recipe == "plaid":
+        return with_article(f"{first} plaid with {second} bands") if first != second else with_article(f"{first} plaid")
     return with_article(f"{_pair(first, second)} {recipe.replace('-', ' ')} background")

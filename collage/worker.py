@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from .assets import AssetLibrary
+from .assets.library import sprite_side_for
 from .config import ASPECT_BUCKETS, MixEntry, RunConfig, aspect_buckets, aspect_cumulative
 from .errors import Reject
 from .sample import Sample, encode_members, index_row
@@ -30,9 +31,14 @@ MAX_ATTEMPTS = 64  # redraws per sample before the shard is declared broken
 
 
 @lru_cache(maxsize=2)
-def library(manifest_dir: str | None) -> AssetLibrary:
+def library(manifest_dir: str | None, sprite_max_side: int = 192, max_upscale: float = 1.25) -> AssetLibrary:
     """One library per process (the pixel cache is shared by memory map)."""
-    return AssetLibrary(manifest_dir, warn=False)
+    return AssetLibrary(manifest_dir, warn=False, sprite_max_side=sprite_max_side, max_upscale=max_upscale)
+
+
+def run_library(cfg: RunConfig, manifest_dir: str | None) -> AssetLibrary:
+    """The library a run draws from: sprites cached at the size its canvases draw them (sprite_side_for)."""
+    return library(manifest_dir, sprite_side_for(cfg.size), cfg.max_upscale)
 
 
 @lru_cache(maxsize=1)
@@ -99,6 +105,7 @@ def draw_sample(cfg: RunConfig, assets: AssetLibrary, shard: int, index: int, co
     gen_config = GenConfig(op, width, height, dict(entry.options))
     for attempt in range(MAX_ATTEMPTS):
         seed = sample_seed(cfg.seed, shard, index, attempt, cfg.stream)
+        assets.begin_sample()
         try:
             sample = spec.generate(np.random.default_rng(seed), assets, gen_config)
         except Reject:
@@ -111,7 +118,7 @@ def draw_sample(cfg: RunConfig, assets: AssetLibrary, shard: int, index: int, co
             continue
         meta = {"task": task, "op": sample.op, "prompt": sample.meta["prompt"], "caption": sample.meta["prompt"],
                 "caption_source": "template", "width": width, "height": height, "seed": seed, "bucket": bucket,
-                **{k: v for k, v in sample.meta.items() if k != "prompt"}}
+                **{k: v for k, v in sample.meta.items() if k != "prompt"}, "photo_upscale": assets.photo_upscale}
         return sample, meta
     raise RuntimeError(f"{task}/{op} sample {index} of shard {shard}: no valid draw in {MAX_ATTEMPTS} attempts")
 
@@ -132,7 +139,7 @@ def make_shard(cfg: RunConfig, shard: int, out: str, manifest_dir: str | None = 
     captions (`cfg.captions`, served as `caption_runtime` says) each sample is asked for as soon as it is
     drawn, and the shard is written once every answer is in (collage.captions.rewrite, as `collage caption`)."""
     tune_worker_process()
-    assets = library(manifest_dir)
+    assets = run_library(cfg, manifest_dir)
     storage = Storage(out)
     counters = {"rejects": 0, "failures": 0}
     stem = shard_stem(cfg.name, shard)

@@ -88,8 +88,8 @@ def test_no_literal_background_and_articles_agree(drawn, task, op):
                     assert words.with_article(name) == f"{article} {phrase}", prompt
 
 
-BACKGROUND = re.compile(r"(gradient|checkerboard|stripes|polka dots|dotted background|texture|[a-z] background|tiles|bokeh"
-                        r"|photo of|silhouette)")
+BACKGROUND = re.compile(r"(gradient|checkerboard|stripes|polka dots|dotted background|texture|[a-z] background|tiles|bokeh|plaid"
+                        r"|photo of|a photo\b|silhouette|art\b|artwork|illustration|painting|drawing|render|image of)")
 NAMED = {("t2i", "text"), ("t2i", "shapes"), ("t2i", "stickers"), ("inpaint", "inpaint"), ("inpaint", "outpaint"),
          ("reference", "canny"), ("reference", "depth"), ("reference", "seg"), ("reference", "subject")}
 

@@ -172,8 +172,8 @@ def test_photo_depth_from_a_local_model(tmp_path, monkeypatch, lib):
     assert depth.shape == (96, 160) and depth.dtype == np.uint8 and sample.images["tgt"].shape == (96, 160, 3)
     assert depth.min() == 0 and depth.max() == 255
     assert sample.meta["objects"] == [] and sample.meta["condition"]["near"] == 255
-    assert sample.meta["template_id"].startswith("reference.depth.photo.") and "photo" in sample.meta["prompt"] or \
-        "silhouette" in sample.meta["prompt"]
+    assert sample.meta["template_id"].startswith("reference.depth.photo.")
+    assert sample.meta["background"] in sample.meta["prompt"]  # what the photo shows (words.photo_phrase)
     assert np.array_equal(again.images["cond"], depth)
     assert any(m.meta["condition"]["source"] == "layers" for m in made) or len(made) == 1
 

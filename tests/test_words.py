@@ -7,6 +7,7 @@ Names come from the built manifests (whatever they hold now), in every form a te
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import inflect
 import numpy as np
@@ -196,3 +197,31 @@ def test_new_procedural_backgrounds_are_named_from_their_pixels(recipe, assets):
             ground = words.colour_name(np.median(pixels.reshape(-1, 3), axis=0))
             assert phrase.startswith(f"a {ground} ") or phrase.startswith(f"an {ground} "), phrase
             assert "bokeh" in phrase
+
+
+@pytest.mark.parametrize("recipe", ["waves", "clouds", "plaid"])
+def test_more_procedural_families_are_named_from_their_pixels(recipe, assets):
+    """Waves: both band colours; plaid: the ground (most pixels) first, then the bands; clouds: two colours
+    the picture shows widely (each the name of ≥ 1 % of its pixels)."""
+    import numpy as np
+
+    from collage.assets.procedural import procedural_background
+    from collage.tasks.common import describe_background
+
+    for seed in range(12):
+        pixels = procedural_background(np.random.default_rng(seed), recipe, 256, 192)
+        phrase = describe_background(assets, f"procedural:{recipe}", pixels)
+        colours, counts = np.unique(pixels.reshape(-1, 3), axis=0, return_counts=True)
+        order = np.argsort(-counts)
+        if recipe == "waves":
+            first, second = (words.colour_name(colours[i]) for i in order[:2])
+            assert first in phrase and second in phrase and phrase.startswith("wavy ") and phrase.endswith(" stripes")
+        elif recipe == "plaid":
+            assert len(colours) == 3
+            ground = words.colour_name(colours[order[0]])
+            assert phrase.startswith((f"a {ground} plaid", f"an {ground} plaid")), phrase
+        else:  # colour names many pixels have (each on ≥ 5 % of them: the code reads a coarser grid)
+            names = Counter(words.colour_name(c) for c in pixels[::2, ::2].reshape(-1, 3))
+            said = [w for w in names if re.search(rf"\b{w}\b", phrase)]
+            assert phrase.startswith("a cloudy ") and phrase.endswith(" texture") and said, phrase
+            assert all(names[w] >= 0.05 * sum(names.values()) for w in said), (phrase, names)

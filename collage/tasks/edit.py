@@ -78,11 +78,11 @@ def replacement_layer(rng: np.random.Generator, assets: AssetLibrary, old: Layer
     angle = float(np.degrees(np.arctan2(linear[0, 1], linear[0, 0])))  # similarity(): [[c, s], [-s, c]]
     long_side = old_scale * max(old_hw)
     for _ in range(8):
-        sprite = assets.random_sprite(rng, exclude_names=taken)
+        sprite = assets.random_sprite(rng, exclude_names=taken, long_side=long_side)
         if sprite.name in taken:
             continue
         hw = sprite.rgba.shape[:2]
-        matrix = sprite_matrix(hw, long_side / max(hw), angle, center)
+        matrix = sprite_matrix(hw, assets.fit(sprite, long_side) / max(hw), angle, center)
         if inside(sprite_bounds(hw, matrix), width, height):
             return Layer(sprite, matrix)
     raise Reject("no replacement fits where the old object was")

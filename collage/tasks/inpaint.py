@@ -182,8 +182,7 @@ def generate(rng: np.random.Generator, assets: AssetLibrary, cfg: GenConfig) -> 
         require_visible(rendered, 0.4)
         tgt = rendered.rgb
         objects = placed_objects(scene, rendered)
-    elif assets.photos:
-        row = assets.photos[int(rng.integers(len(assets.photos)))]
+    elif (row := assets.random_photo(rng, width, height)) is not None:  # one that fits within max_upscale
         tgt = assets.photo(rng, row["id"], width, height)
         background = words.photo_phrase(row["name"])
     else:

@@ -1,14 +1,11 @@
 """t2i: text-to-image samples whose prompt states checkable facts: drawn strings, shape counts, sticker relations.
 
 Every fact is measured on the finished pixels (or the exact layer alphas), never taken from the intent:
-- `text`: 1-3 words or phrases from `t2i_words` drawn with Pillow (FreeType) in the repo's fonts, in varied
-  sizes, colours and stroke widths (a thicker stroke of the fill colour, or an outline in a second colour).
-  Each string is placed whole on the canvas with a gap to the others; its fill (and outline) colour is a
-  palette colour that no more than 1 % of the background under it comes near, and far from that
-  background's mean where the palette allows. At least LEGIBLE of the pixels its glyphs cover (coverage
-  ≥ 50 %) must show that colour within COLOUR_TOL after drawing (and as much of an outline, its colour), or
-  the string is drawn again: thin strokes at small sizes blend away. `bbox` is the tight box of every
-  pixel the string's ink touches. objects: one per string, `name` = the string, `asset` = the font id.
+- `text`: 1-3 words or phrases from `t2i_words` in the manifests' fonts (the repo's and Debian's), on one
+  line or 2-3, level or turned by up to ±30°, plain or with an outline in a second, contrasting colour;
+  each legible by a measured contrast against the background around it. See t2i_text.py (the op lives
+  there) for how a string is drawn, placed and checked. objects: one per string, `name` = the string (its
+  lines joined by a space), `asset` = the font id, `bbox` the tight box of every pixel its ink touches.
 - `shapes`: 1-4 groups of filled geometric shapes (SHAPE_KINDS), one palette colour per group, no colour
   present near any background pixel. Shapes keep a gap from each other, so each one is one connected
   component of its colour; after drawing, the components of every group colour are counted on the image
@@ -21,9 +18,9 @@ Every fact is measured on the finished pixels (or the exact layer alphas), never
   pixels → canvas, too), so a checker can re-render the sprites and hold the boxes against the pixels.
 
 facts (the json field; the prompt states all of it but fonts, stroke widths and boxes):
-- text: {"texts": [{"text", "color", "rgb", "font" (font row name), "font_size" (px), "stroke" (px, 0 = none),
-  "outline" (colour name, or null: a stroke then thickens the glyphs in their own colour), "size",
-  "position", "bbox"}]}
+- text: {"texts": [{"text", "lines", "color", "rgb", "font" (font row name), "font_size" (px), "stroke" (px,
+  0 = none), "outline" (colour name, or null; never `color`), "angle", "align", "line_pitch",
+  "letter_height", "size", "position", "bbox", "quad", "line_bboxes", "contrast"}]} (t2i_text.py)
 - shapes: {"shapes": [{"kind", "color", "rgb", "count", "size", "positions", "bboxes"}]}, one entry per colour.
 - stickers: {"counts": {name: n}, "relations": [[name_a, relation, name_b], ...]}, with a and b boxes of the
   visible pixels and "above" in layer order (= object id): "left of" a.x1 + 2 % of the width ≤ b.x0 ("right
@@ -41,61 +38,47 @@ of jeans", "the cherries are above the cat").
 Words used in prompts (also stored in the facts):
 - position: the 3×3 grid cell of the box centre: "top left", "top", "top right", "left", "center",
   "right", "bottom left", "bottom", "bottom right" (cells are thirds of the canvas width and height).
-- size: small / medium / large from the box extent relative to the canvas's shorter side: for text the box
-  height (TEXT_SIZE_LIMITS), for shapes the box's longer side (SHAPE_SIZE_LIMITS).
+- size: small / medium / large from an extent relative to the canvas's shorter side: for text the letters'
+  height (`letter_height`, TEXT_SIZE_LIMITS), for shapes the box's longer side (SHAPE_SIZE_LIMITS).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 from shapely.geometry import Polygon, box
 
 from ..assets import AssetLibrary
-from ..assets.sources import resolve_path
 from ..errors import Reject
 from ..geometry import Footprints, footprint, place, sprite_bounds, sprite_matrix
-from ..palette import NAMES, PALETTE, contrasting
-from ..render import Layer, Scene, mask_bbox, render, warp_layer
+from ..palette import PALETTE
+from ..render import Layer, Scene, render, warp_layer
 from ..sample import Sample
-from ..words import be, counted, join_words, number_word, sentence_case, with_article
+from ..words import be, counted, join_words, number_word, sentence_case
 from . import GenConfig, register
 from .common import describe_background, pick_template, require_visible
 from .labels import placed_objects, position_word
-from .t2i_words import PHRASES, WORDS
+from .t2i_text import (BACKGROUND_TOL, COLOUR_TOL, POSITION_PHRASES, TEXT_SIZE_LIMITS, TEXT_TEMPLATES,  # noqa: F401
+                       colour_mask, generate_text, near_counts, size_word, usable_colours)
 
 OPS = ("text", "shapes", "stickers")
 
-COLOUR_TOL = 40  # a pixel "has" palette colour c when every channel is within this of c (the checkers' rule)
-BACKGROUND_TOL = 72  # a colour is usable where the background has no pixel this close to it (room for JPEG)
-TEXT_SIZE_LIMITS = (0.06, 0.12)  # text box height / shorter canvas side: < small ≤ medium < large
 SHAPE_SIZE_LIMITS = (0.12, 0.22)  # shape box longer side / shorter canvas side
 SHAPE_SIZE_DRAW = {"small": (0.07, 0.105), "medium": (0.135, 0.2), "large": (0.245, 0.34)}  # inside the limits
 SHAPE_MAX_COUNT = {"small": 6, "medium": 4, "large": 2}
 SHAPE_KINDS = ("circle", "oval", "square", "rectangle", "triangle", "diamond", "pentagon", "hexagon", "octagon",
                "star", "heart", "cross")
-MIN_FONT_PX = 12
-LEGIBLE = 0.6  # share of a string's stroke pixels that must show its colour within COLOUR_TOL
 MIN_SHAPE_PX = 12
 NEXT_TO_GAP = 0.08  # "next to": boxes apart by at most this × the shorter canvas side
 SIDE_MARGIN = 0.02  # "left of"/"above": boxes apart by at least this × the canvas width/height
 RELATION_PHRASES = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below",
                     "next to": "next to", "on top of": "on top of", "inside": "inside"}
-POSITION_PHRASES = {"top left": "at the top left", "top": "at the top", "top right": "at the top right",
-                    "left": "on the left", "center": "in the center", "right": "on the right",
-                    "bottom left": "at the bottom left", "bottom": "at the bottom",
-                    "bottom right": "at the bottom right"}
 # Fields: {parts} the stated strings / shape groups / sticker counts, {background} what the background shows
 # ({Background}: capitalised).
 TEMPLATES = {
-    "text": ("An image with {parts}, on {background}.",
-             "{Background} showing {parts}.",
-             "A graphic with {parts} over {background}.",
-             "A design on {background} featuring {parts}."),
+    "text": TEXT_TEMPLATES,
     "shapes": ("An image of {parts} on {background}.",
                "A picture with {parts}, on {background}.",
                "Flat geometric shapes on {background}: {parts}.",
@@ -114,12 +97,7 @@ def fill_template(rng: np.random.Generator, op: str, parts: list[str], backgroun
                                         Background=sentence_case(background))
 
 
-# --- words -----------------------------------------------------------------------------------------
-
-def size_word(extent: float, reference: float, limits: tuple[float, float]) -> str:
-    ratio = extent / reference
-    return "small" if ratio < limits[0] else "medium" if ratio < limits[1] else "large"
-
+# --- words ----------------------------------------------------------------------------------------
 
 def where_phrase(positions: list[str]) -> str:
     """ "at the top" for one shape; "(two at the top, one in the center)" for several."""
@@ -127,179 +105,6 @@ def where_phrase(positions: list[str]) -> str:
         return POSITION_PHRASES[positions[0]]
     tally = {p: positions.count(p) for p in dict.fromkeys(positions)}
     return "(" + ", ".join(f"{number_word(n)} {POSITION_PHRASES[p]}" for p, n in tally.items()) + ")"
-
-
-# --- colours ---------------------------------------------------------------------------------------
-
-def near_counts(image: np.ndarray, tol: int) -> dict[str, int]:
-    """Per palette colour, an upper bound on the pixels with every channel within `tol` of it.
-
-    One 16³ histogram instead of one pass per colour: bins overlapping the tolerance box are summed, so the
-    count can only over-state (a colour reported absent is absent).
-    """
-    hist = cv2.calcHist([np.ascontiguousarray(image)], [0, 1, 2], None, [16, 16, 16], [0, 256, 0, 256, 0, 256])
-    out = {}
-    for name in NAMES:
-        lo = [max(0, c - tol) // 16 for c in PALETTE[name]]
-        hi = [min(255, c + tol) // 16 + 1 for c in PALETTE[name]]
-        out[name] = int(hist[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].sum())
-    return out
-
-
-def colour_mask(image: np.ndarray, rgb: tuple[int, int, int], tol: int = COLOUR_TOL) -> np.ndarray:
-    """uint8 0/255: pixels with every channel within `tol` of `rgb`."""
-    lo = tuple(max(0, c - tol) for c in rgb)
-    hi = tuple(min(255, c + tol) for c in rgb)
-    return cv2.inRange(image, lo, hi)
-
-
-def usable_colours(region: np.ndarray, max_fraction: float) -> list[str]:
-    """Palette colours (in palette order: never a set, whose order changes with the hash seed) that at most
-    `max_fraction` of the region's pixels come near (BACKGROUND_TOL)."""
-    limit = max_fraction * region.shape[0] * region.shape[1]
-    return [name for name, n in near_counts(region, BACKGROUND_TOL).items() if n <= limit]
-
-
-# --- text ------------------------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=512)
-def load_font(path: str, px: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(path, px)
-
-
-def text_masks(font: ImageFont.FreeTypeFont, text: str, stroke: int,
-               with_fill: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """(ink, fill) uint8 coverage of the string, cropped to the ink's tight box (fill ⊆ ink; None unless asked)."""
-    left, top, right, bottom = font.getbbox(text, stroke_width=stroke)
-    size, origin = (right - left + 2, bottom - top + 2), (1 - left, 1 - top)
-    ink_image = Image.new("L", size)
-    ImageDraw.Draw(ink_image).text(origin, text, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
-    ink = np.asarray(ink_image)
-    bbox = mask_bbox(ink > 0)
-    if bbox is None:
-        return ink[:0, :0], None
-    x0, y0, x1, y1 = bbox
-    fill = None
-    if with_fill:  # the glyphs alone, drawn at the same origin: what an outline surrounds
-        fill_image = Image.new("L", size)
-        ImageDraw.Draw(fill_image).text(origin, text, fill=255, font=font)
-        fill = np.asarray(fill_image)[y0:y1, x0:x1]
-    return ink[y0:y1, x0:x1], fill
-
-
-def paint(region: np.ndarray, coverage: np.ndarray, rgb: tuple[int, int, int]) -> None:
-    """In place: region ← region·(1 − a) + rgb·a, with a = coverage / 255."""
-    a = cv2.merge((coverage, coverage, coverage))
-    colour = np.empty_like(region)
-    colour[:] = rgb
-    # cv2's saturating uint8 arithmetic (each product rounded) is several times faster than widening numpy math.
-    region[:] = cv2.add(cv2.multiply(region, cv2.bitwise_not(a), scale=1 / 255), cv2.multiply(colour, a, scale=1 / 255))
-
-
-def legible(painted: np.ndarray, strokes: np.ndarray, colour: str) -> bool:
-    """Whether at least LEGIBLE of the stroke pixels really show `colour` (within COLOUR_TOL) after painting."""
-    shown = np.count_nonzero(colour_mask(painted, PALETTE[colour])[strokes])
-    return shown >= max(8, LEGIBLE * np.count_nonzero(strokes))
-
-
-def draw_string(rng: np.random.Generator) -> str:
-    text = PHRASES[int(rng.integers(len(PHRASES)))] if rng.random() < 0.35 else WORDS[int(rng.integers(len(WORDS)))]
-    case = rng.random()
-    if case < 0.25:
-        return text.upper()
-    if case < 0.5:  # capitalise each word (str.title would also capitalise after an apostrophe: "Let'S")
-        return " ".join(word[:1].upper() + word[1:] for word in text.split(" "))
-    return text
-
-
-def pick_text_colours(rng: np.random.Generator, region: np.ndarray, outlined: bool) -> tuple[str, str | None] | None:
-    """(fill, outline or None) legible over `region`, or None when the palette has nothing that works."""
-    usable = usable_colours(region, 0.01)
-    if not usable:
-        return None
-    avoid = set(NAMES) - set(usable)
-    mean = np.array([cv2.mean(region)[:3]])  # contrasting compares with the mean; cv2's is ~10× numpy's
-    first = contrasting(rng, mean, avoid=avoid)
-    if not outlined:
-        return first, None
-    fills = [n for n in usable if np.linalg.norm(np.subtract(PALETTE[n], PALETTE[first])) >= 150]
-    if not fills:
-        return first, None
-    return fills[int(rng.integers(len(fills)))], first
-
-
-def generate_text(rng: np.random.Generator, assets: AssetLibrary, width: int, height: int) -> Sample:
-    if not assets.fonts:
-        raise Reject("no fonts in the asset library")
-    asset_id, canvas = assets.background(rng, width, height, without_text=True)
-    background = describe_background(assets, asset_id, canvas)
-    canvas = np.array(canvas)  # own the pixels we draw on
-    short = min(width, height)
-    gap = max(4, round(0.02 * short))
-    taken: list[Polygon] = []
-    texts, objects = [], []
-    for _ in range(int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))):
-        for _ in range(6):
-            text = draw_string(rng)
-            font_row = assets.fonts[int(rng.integers(len(assets.fonts)))]
-            px = max(MIN_FONT_PX, round(rng.uniform(0.045, 0.2) * short))
-            style = rng.choice(["plain", "thick", "outline"], p=[0.5, 0.2, 0.3])
-            stroke_frac = rng.uniform(0.03, 0.08)
-            path = str(resolve_path(font_row))
-            stroke = 0 if style == "plain" else max(1, round(px * stroke_frac))
-            ink, _ = text_masks(load_font(path, px), text, stroke)
-            fit = min((width - 8) / max(ink.shape[1], 1), (height - 8) / max(ink.shape[0], 1))
-            if fit < 1:  # too long for this canvas: shrink to fit
-                px = int(px * fit * 0.95)
-                if px < MIN_FONT_PX:
-                    continue
-                stroke = 0 if style == "plain" else max(1, round(px * stroke_frac))
-                ink, _ = text_masks(load_font(path, px), text, stroke)
-            h, w = ink.shape
-            if h == 0:
-                continue
-            x0, y0 = int(rng.integers(2, width - w - 1)), int(rng.integers(2, height - h - 1))
-            rect = box(x0, y0, x0 + w, y0 + h)
-            if any(rect.distance(other) < gap for other in taken):
-                continue
-            region = canvas[y0:y0 + h, x0:x0 + w]
-            colours = pick_text_colours(rng, region, style == "outline")
-            if colours is None:
-                continue
-            colour, outline = colours
-            painted = region.copy()
-            if outline is not None:
-                fill = text_masks(load_font(path, px), text, stroke, with_fill=True)[1]
-                paint(painted, ink, PALETTE[outline])
-                paint(painted, fill, PALETTE[colour])
-                if not legible(painted, (ink >= 128) & (fill == 0), outline):
-                    continue
-            else:  # plain, or a thicker stroke of the fill colour
-                paint(painted, ink, PALETTE[colour])
-            if not legible(painted, (fill if outline else ink) >= 128, colour):
-                continue  # thin strokes at a small size blend away: not text "in <colour>"
-            region[:] = painted
-            taken.append(rect)
-            bbox = [x0, y0, x0 + w, y0 + h]
-            texts.append({
-                "text": text, "color": colour, "rgb": list(PALETTE[colour]), "font": font_row["name"],
-                "font_size": px, "stroke": stroke, "outline": outline,
-                "size": size_word(h, short, TEXT_SIZE_LIMITS), "position": position_word(bbox, width, height),
-                "bbox": bbox,
-            })
-            objects.append({"id": len(objects), "asset": font_row["id"], "name": text, "bbox": bbox})
-            break
-    if not texts:
-        raise Reject("no string could be placed legibly")
-    parts = []
-    for t in texts:
-        outline = f" with {with_article(t['outline'] + ' outline')}" if t["outline"] else ""
-        parts.append(f'the text "{t["text"]}" in {t["size"]} {t["color"]} letters{outline} '
-                     f'{POSITION_PHRASES[t["position"]]}')
-    template_id, prompt = fill_template(rng, "text", parts, background)
-    return Sample(op="text", images={"tgt": canvas}, meta={"prompt": prompt, "objects": objects,
-                                                           "facts": {"texts": texts}, "template_id": template_id,
-                                                           "background": background})
 
 
 # --- shapes ----------------------------------------------------------------------------------------
@@ -443,14 +248,16 @@ def generate_shapes(rng: np.random.Generator, assets: AssetLibrary, width: int, 
 
 # --- stickers --------------------------------------------------------------------------------------
 
-def place_inside(rng: np.random.Generator, sprite, container: Layer, width: int, height: int) -> np.ndarray | None:
-    """A matrix that puts `sprite` (small) wholly on solid pixels of the container, or None."""
+def place_inside(rng: np.random.Generator, sprite, container: Layer, width: int, height: int,
+                 max_long: float = math.inf) -> np.ndarray | None:
+    """A matrix that puts `sprite` (small, its long side at most `max_long`) wholly on solid pixels of the
+    container, or None."""
     warped = warp_layer(container.sprite.rgba, container.matrix, width, height)
     if warped is None:
         return None
     x0, y0, crop = warped
     container_long = max(container.sprite.rgba.shape[:2]) * float(np.hypot(*container.matrix[:, 0]))
-    long_side = rng.uniform(0.22, 0.36) * container_long
+    long_side = min(rng.uniform(0.22, 0.36) * container_long, max_long)
     scale = long_side / max(sprite.rgba.shape[:2])
     angle = rng.uniform(-10, 10)
     reach = int(math.ceil(0.5 * long_side * math.sqrt(2))) + 2  # the sprite's footprint fits in this radius
@@ -465,12 +272,14 @@ def place_inside(rng: np.random.Generator, sprite, container: Layer, width: int,
     return sprite_matrix(sprite.rgba.shape[:2], scale, angle, (float(xs[k] + x0), float(ys[k] + y0)))
 
 
-def place_overlapping(rng: np.random.Generator, sprite, under: Layer, width: int, height: int) -> np.ndarray | None:
-    """A matrix that puts `sprite` partly over the layer `under`, fully on the canvas, or None."""
+def place_overlapping(rng: np.random.Generator, sprite, under: Layer, width: int, height: int,
+                      max_long: float = math.inf) -> np.ndarray | None:
+    """A matrix that puts `sprite` (its long side at most `max_long`) partly over the layer `under`, fully on
+    the canvas, or None."""
     under_hw = under.sprite.rgba.shape[:2]
     under_long = max(under_hw) * float(np.hypot(*under.matrix[:, 0]))
     centre = under.matrix @ np.array([(under_hw[1] - 1) / 2, (under_hw[0] - 1) / 2, 1.0])
-    long_side = rng.uniform(0.55, 0.85) * under_long
+    long_side = min(rng.uniform(0.55, 0.85) * under_long, max_long)
     scale = long_side / max(sprite.rgba.shape[:2])
     for _ in range(8):
         direction = rng.uniform(0, 2 * np.pi)
@@ -555,7 +364,8 @@ def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int
     names: set[str] = set()
     sprites = []
     for _ in range(int(rng.choice([1, 2, 3, 4], p=[0.15, 0.35, 0.3, 0.2]))):
-        sprite = assets.random_sprite(rng, exclude_names=names)
+        # pixels enough for the largest a sticker is drawn here (bigger arrangements are drawn within `fit`)
+        sprite = assets.random_sprite(rng, exclude_names=names, long_side=0.3 * short)
         if sprite.name in names:
             raise Reject("not enough distinct sticker names")
         names.add(sprite.name)
@@ -569,13 +379,13 @@ def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int
     if arrangement != "apart":
         under_k, top_k = singles[0], singles[1]
         big = (0.45, 0.65) if arrangement == "inside" else (0.3, 0.45)
-        matrix = place(rng, sprites[under_k].rgba.shape[:2], rng.uniform(*big) * short, width, height, placed,
-                       0.0, 10.0)
+        matrix = place(rng, sprites[under_k].rgba.shape[:2], assets.fit(sprites[under_k], rng.uniform(*big) * short),
+                       width, height, placed, 0.0, 10.0)
         if matrix is None:
             raise Reject("no room for the lower sticker")
         under = Layer(sprites[under_k], matrix)
         placer = place_inside if arrangement == "inside" else place_overlapping
-        top_matrix = placer(rng, sprites[top_k], under, width, height)
+        top_matrix = placer(rng, sprites[top_k], under, width, height, assets.fit(sprites[top_k], math.inf))
         if top_matrix is not None:
             scene.layers += [under, Layer(sprites[top_k], top_matrix)]
             placed.add(sprites[top_k].rgba.shape[:2], top_matrix)
@@ -585,7 +395,8 @@ def generate_stickers(rng: np.random.Generator, assets: AssetLibrary, width: int
             placed = Footprints()
     for k in todo:
         long_side = rng.uniform(0.14, 0.3) * squeeze * short
-        matrix = place(rng, sprites[k].rgba.shape[:2], long_side, width, height, placed, 0.0, 10.0)
+        matrix = place(rng, sprites[k].rgba.shape[:2], assets.fit(sprites[k], long_side), width, height, placed,
+                       0.0, 10.0)
         if matrix is None:
             raise Reject("no room for another sticker")
         scene.layers.append(Layer(sprites[k], matrix))
