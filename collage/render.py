@@ -161,15 +161,30 @@ def layer_box(sprite_hw: tuple[int, int], matrix: np.ndarray) -> Box:
     return math.floor(bx0), math.floor(by0), math.ceil(bx1) + 1, math.ceil(by1) + 1
 
 
-def warp_layer(sprite: np.ndarray, matrix: np.ndarray, width: int, height: int):
-    """Warp a sprite into its canvas bounding box: (x0, y0, premultiplied RGBA crop) or None if off-canvas."""
+def warp_layer(sprite: np.ndarray, matrix: np.ndarray, width: int, height: int, levels: tuple[np.ndarray, ...] = ()):
+    """Warp a sprite into its canvas bounding box: (x0, y0, premultiplied RGBA crop) or None if off-canvas.
+
+    A sprite drawn smaller is read from its mip level (`levels`: halved, quartered…) that the warp shrinks
+    by at most 2: bilinear sampling of a larger reduction would skip pixels (jagged edges, lost thin lines).
+    `matrix` stays in full-size sprite pixels; the level's pixel centres map to them exactly."""
     x0, y0, x1, y1 = layer_box(sprite.shape[:2], matrix)
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     if x1 <= x0 or y1 <= y0:
         return None
-    local = matrix.copy()
+    linear = matrix[:, :2]
+    scale = math.sqrt(abs(linear[0, 0] * linear[1, 1] - linear[0, 1] * linear[1, 0]))
+    source, local = sprite, matrix.copy()
+    for level in levels:
+        sx, sy = sprite.shape[1] / level.shape[1], sprite.shape[0] / level.shape[0]
+        if scale * min(sx, sy) > 1:
+            break
+        # level pixel (i, j) is the full-size point (sx·i + (sx − 1)/2, sy·j + (sy − 1)/2)
+        source = level
+        local = np.empty((2, 3))
+        local[:, 0], local[:, 1] = linear[:, 0] * sx, linear[:, 1] * sy
+        local[:, 2] = matrix[:, 2] + linear[:, 0] * (sx - 1) / 2 + linear[:, 1] * (sy - 1) / 2
     local[:, 2] -= (x0, y0)
-    crop = cv2.warpAffine(sprite, local, (int(x1 - x0), int(y1 - y0)), flags=cv2.INTER_LINEAR,
+    crop = cv2.warpAffine(source, local, (int(x1 - x0), int(y1 - y0)), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
     return int(x0), int(y0), crop
 
@@ -219,7 +234,7 @@ class Warps:
                 if layer_box(layer.sprite.rgba.shape[:2], layer.matrix) == box and 0 <= box[0] and 0 <= box[1] \
                         and box[2] <= width and box[3] <= height:
                     return box[0], box[1], crop
-        return warp_layer(layer.sprite.rgba, layer.matrix, width, height)
+        return warp_layer(layer.sprite.rgba, layer.matrix, width, height, layer.sprite.levels)
 
 
 def render(scene: Scene, base: Rendered | None = None, start: int = 0, consume_base: bool = False,

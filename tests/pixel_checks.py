@@ -14,10 +14,10 @@ from collage.render import VISIBLE_ALPHA, warp_layer
 
 def layer_alpha(lib, entry: dict, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """(alpha uint8 (H, W), premultiplied RGB (H, W, 3)) of one object's sprite warped into the canvas."""
-    sprite = lib.sprite(entry["asset"]).rgba
+    sprite = lib.sprite(entry["asset"])
     alpha = np.zeros((height, width), np.uint8)
     rgb = np.zeros((height, width, 3), np.uint8)
-    warped = warp_layer(sprite, np.asarray(entry["matrix"], np.float64), width, height)
+    warped = warp_layer(sprite.rgba, np.asarray(entry["matrix"], np.float64), width, height, sprite.levels)
     if warped is not None:
         x0, y0, crop = warped
         alpha[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop[..., 3]

@@ -59,7 +59,7 @@ def test_prompt_carries_the_points_with_three_decimals(png_run):
         in_prompt = [tuple(float(v) for v in p) for p in re.findall(POINT, meta["prompt"])]
         assert in_prompt == [tuple(round(v, 3) for v in p) for p in meta["points"]]
         dragged = meta["target_object"]
-        assert dragged in meta["objects"] and set(dragged) == {"id", "asset", "name", "bbox"}
+        assert dragged in meta["objects"] and set(dragged) == {"id", "asset", "name", "bbox", "matrix"}  # matrix: its placement in the target
         assert fields["name"] == dragged["name"]
     used = {s["json"]["template_id"] for s in png_run}
     assert used == {f"drag.{op}.{k}" for op in TEMPLATES for k in range(len(TEMPLATES[op]))}

@@ -108,3 +108,32 @@ def library_root(row):
     from collage.assets.sources import source_root
 
     return source_root(row["source"])
+
+
+def test_a_shrunk_sprite_is_read_from_its_mip_level():
+    """A sprite drawn small is warped from the mip level it reduces by at most 2: a fine checkerboard then
+    comes out about as flat as area averaging makes it (bilinear sampling of the full sprite skips pixels and
+    keeps a false pattern), in the same box and at the same place."""
+    from collage.assets.library import mip_levels
+    from collage.geometry import sprite_matrix
+    from collage.render import warp_layer
+
+    yy, xx = np.mgrid[0:320, 0:320]
+
+    def centroid(a):
+        ys, xs = np.nonzero(a)
+        w = a[ys, xs].astype(float)
+        return np.array([(xs * w).sum(), (ys * w).sum()]) / w.sum()
+
+    for cell, scale in ((1, 0.3), (2, 0.2), (3, 0.2)):
+        rgba = np.zeros((320, 320, 4), np.uint8)
+        rgba[..., :3] = (((yy // cell + xx // cell) % 2) * 255)[..., None]
+        rgba[..., 3] = 255
+        matrix = sprite_matrix((320, 320), scale, 0.0, (60.0, 60.0))
+        plain = warp_layer(rgba, matrix, 128, 128)
+        mipped = warp_layer(rgba, matrix, 128, 128, tuple(mip_levels(rgba)))
+        assert plain[:2] == mipped[:2] and plain[2].shape == mipped[2].shape
+        area = cv2.resize(rgba, (round(320 * scale),) * 2, interpolation=cv2.INTER_AREA)
+        spread = lambda img: float(img[6:-6, 6:-6, 0].astype(float).std())  # noqa: E731
+        assert abs(spread(mipped[2]) - spread(area)) < 0.5 * abs(spread(plain[2]) - spread(area)), (cell, scale)
+        assert np.abs(centroid(plain[2][..., 3]) - centroid(mipped[2][..., 3])).max() < 0.1

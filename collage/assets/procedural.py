@@ -84,43 +84,55 @@ def procedural_background(rng: np.random.Generator, recipe: str, width: int, hei
         small = cv2.GaussianBlur(small, (0, 0), max(1.0, min(sw, sh) / 60))
         return cv2.resize(np.clip(small, 0, 255).astype(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR)
     if recipe == "waves":
-        # Two-colour wavy bands: each column's bands are shifted by a sine of x. One period's colours are
-        # laid out at 1/4 px (anti-aliased edges), then every pixel looks its colour up.
+        # Two-colour wavy bands: each column's bands are shifted by a sine of x. One column of bands (with
+        # 1 px anti-aliased edges) is drawn tall enough, then every column reads it at its own shift
+        # (cv2.remap: a sub-pixel gather in one pass).
         a, b = _colour(rng), _colour(rng)
         period = int(rng.integers(24, 96))
         amplitude, wavelength = rng.uniform(0.1, 0.35) * period, rng.uniform(1.5, 4.0) * period
-        t = np.arange(4 * period, dtype=np.float32) / (4 * period)
+        rows = height + 2 * period
+        t = (np.arange(rows, dtype=np.float32) % period) / period
         band = np.clip((np.abs(t - 0.5) - 0.25) * period + 0.5, 0, 1)[:, None]
-        profile = (a * band + b * (1 - band)).astype(np.uint8)
-        phase = amplitude * np.sin(2 * np.pi * np.arange(width) / wavelength + rng.uniform(0, 2 * np.pi))
-        index = (4 * (np.arange(height)[:, None] + phase[None, :] + period)).astype(np.int32) % (4 * period)
-        return profile[index]
+        column = (a * band + b * (1 - band)).astype(np.uint8).reshape(rows, 1, 3)
+        shift = (amplitude * np.sin(2 * np.pi * np.arange(width) / wavelength + rng.uniform(0, 2 * np.pi))
+                 + period).astype(np.float32)
+        map_y = np.arange(height, dtype=np.float32)[:, None] + shift[None, :]
+        map_x = np.zeros_like(map_y)
+        return cv2.remap(column, map_x, map_y, cv2.INTER_LINEAR)
     if recipe == "clouds":
-        # Fractal noise: octaves of smooth noise, each twice as fine and half as strong; its levels then
-        # look their colour up on the a → b ramp.
+        # Fractal noise: octaves of smooth noise, each twice as fine and half as strong, summed at a quarter of
+        # the size (the finest octave's cells are still 4 px there), coloured on the a → b ramp, then scaled up.
         a, b = _colour(rng), _colour(rng)
-        t = np.zeros((height, width), np.float32)
+        sw, sh = max(8, width // 4), max(8, height // 4)
+        t = np.zeros((sh, sw), np.float32)
         grid, weight = int(rng.integers(2, 5)), 1.0
         for _ in range(4):
             small = rng.uniform(0, weight, (grid + 1, grid + 1)).astype(np.float32)
-            t += cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+            t += cv2.resize(small, (sw, sh), interpolation=cv2.INTER_CUBIC)
             grid, weight = grid * 2, weight / 2
         # stretched so that each end colour covers a few percent of the pixels (what the prompt names is seen)
-        lo, hi = np.percentile(t[::4, ::4], (4, 96))
+        lo, hi = np.percentile(t, (4, 96))
         levels = np.clip((t - lo) * (255 / max(float(hi - lo), 1e-6)), 0, 255).astype(np.uint8)
         ramp = np.linspace(0, 1, 256, dtype=np.float32)[:, None]
-        return (a * (1 - ramp) + b * ramp).astype(np.uint8)[levels]
+        small_rgb = (a * (1 - ramp) + b * ramp).astype(np.uint8)[levels]
+        return cv2.resize(small_rgb, (width, height), interpolation=cv2.INTER_LINEAR)
     if recipe == "plaid":
         # Tartan: translucent broad and thin bands of one colour across a ground, both ways; the ground shows
-        # on most pixels (so it is the median colour describe_background reads).
+        # on most pixels (so it is the median colour describe_background reads). Two kinds of row: without
+        # a horizontal band, and across one; each is drawn once and copied into its rows.
         ground, band = _colour(rng), _colour(rng)
         period = int(rng.integers(32, 112))
         broad, thin = max(2, period // 5), max(1, period // 14)
 
         def bands(n: int) -> np.ndarray:
             x = np.arange(n) % period
-            return ((x < broad) | ((x >= period // 2) & (x < period // 2 + thin))).astype(np.int32)
+            return (x < broad) | ((x >= period // 2) & (x < period // 2 + thin))
 
         palette = np.stack([ground, 0.5 * ground + 0.5 * band, 0.15 * ground + 0.85 * band]).astype(np.uint8)
-        return palette[bands(height)[:, None] + bands(width)[None, :]]
+        columns = bands(width).astype(np.int32)
+        out = np.empty((height, width, 3), np.uint8)
+        across = bands(height)
+        out[~across] = palette[columns]
+        out[across] = palette[columns + 1]
+        return out
     raise ValueError(f"unknown procedural recipe {recipe!r}")

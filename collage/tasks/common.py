@@ -47,8 +47,10 @@ def describe_background(assets: AssetLibrary, asset_id: str, pixels: np.ndarray)
     if recipe in ("tiles", "bokeh", "plaid"):  # the ground (most pixels), then what stands out from it
         grid = pixels[::4, ::4].reshape(-1, 3).astype(np.int32)
         if recipe == "plaid":  # three exact colours: the ground is the commonest (a median could mix them)
-            colours, counts = np.unique(grid, axis=0, return_counts=True)
-            first = colours[int(np.argmax(counts))]
+            packed = grid[:, 0] << 16 | grid[:, 1] << 8 | grid[:, 2]  # a 1-D unique: rows are 20× slower
+            values, counts = np.unique(packed, return_counts=True)
+            best = int(values[int(np.argmax(counts))])
+            first = np.array([best >> 16, best >> 8 & 255, best & 255], np.int32)
         else:
             first = np.median(grid, axis=0).astype(np.int32)
         second = grid[int(np.argmax(((grid - first) ** 2).sum(axis=1)))]

@@ -252,7 +252,7 @@ def place_inside(rng: np.random.Generator, sprite, container: Layer, width: int,
                  max_long: float = math.inf) -> np.ndarray | None:
     """A matrix that puts `sprite` (small, its long side at most `max_long`) wholly on solid pixels of the
     container, or None."""
-    warped = warp_layer(container.sprite.rgba, container.matrix, width, height)
+    warped = warp_layer(container.sprite.rgba, container.matrix, width, height, container.sprite.levels)
     if warped is None:
         return None
     x0, y0, crop = warped

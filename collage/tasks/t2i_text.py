@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import json
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -131,11 +132,24 @@ def contrast_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 PALETTE_LUMINANCE = luminance(np.array([PALETTE[n] for n in NAMES]))
 
 
-def ring_contrast(ring_pixels: np.ndarray) -> dict[str, float]:
-    """Per palette colour, the CONTRAST_PERCENTILE-th percentile of its contrast ratio with the ring's pixels."""
-    lum = luminance(ring_pixels.reshape(-1, 3))
-    ratios = contrast_ratio(PALETTE_LUMINANCE[:, None], lum[None, :])
-    return dict(zip(NAMES, (float(v) for v in np.percentile(ratios, CONTRAST_PERCENTILE, axis=1))))
+def ring_contrast(ring_pixels: np.ndarray) -> tuple[set[str], Callable[[str], float]]:
+    """(the palette colours that reach MIN_CONTRAST with all but CONTRAST_PERCENTILE % of the ring's pixels;
+    a function giving a colour's contrast there: the ratio that all but that share of the pixels reach).
+
+    A colour of luminance L falls short of ratio R exactly on the pixels whose luminance lies strictly
+    between (L + 0.05) / R − 0.05 and R·(L + 0.05) − 0.05: two binary searches in the sorted luminances per
+    colour, not a ratio per pixel and colour (which was most of a text sample's cost)."""
+    lum = np.sort(luminance(ring_pixels.reshape(-1, 3)))
+    k = int(CONTRAST_PERCENTILE / 100 * (len(lum) - 1))  # the order statistic that must reach the ratio
+    lo = (PALETTE_LUMINANCE + 0.05) / MIN_CONTRAST - 0.05
+    hi = MIN_CONTRAST * (PALETTE_LUMINANCE + 0.05) - 0.05
+    short = np.searchsorted(lum, hi, side="left") - np.searchsorted(lum, lo, side="right")
+    passing = {n for n, s in zip(NAMES, short.tolist()) if s <= k}
+
+    def contrast(name: str) -> float:
+        ratios = contrast_ratio(PALETTE_LUMINANCE[NAMES.index(name)], lum)
+        return float(np.partition(ratios, k)[k])
+    return passing, contrast
 
 
 def text_ring(ink: np.ndarray, px: int) -> tuple[np.ndarray, int]:
@@ -287,18 +301,18 @@ def pick_text_colours(rng: np.random.Generator, region: np.ndarray, ring_pixels:
                       outlined: bool) -> tuple[str, str | None, float] | None:
     """(fill, outline or None, measured contrast of the outer colour) legible over the background, or None."""
     usable = usable_colours(region, 0.01)
-    contrast = ring_contrast(ring_pixels)
-    outer = [n for n in usable if contrast[n] >= MIN_CONTRAST]
+    passing, contrast = ring_contrast(ring_pixels)
+    outer = [n for n in usable if n in passing]
     if not outer:
         return None
     first = outer[int(rng.integers(len(outer)))]
     if not outlined:
-        return first, None, contrast[first]
+        return first, None, contrast(first)
     lum = dict(zip(NAMES, PALETTE_LUMINANCE))
     fills = [n for n in usable if n != first and contrast_ratio(lum[n], lum[first]) >= MIN_CONTRAST]
     if not fills:
         return None
-    return fills[int(rng.integers(len(fills)))], first, contrast[first]
+    return fills[int(rng.integers(len(fills)))], first, contrast(first)
 
 
 def text_phrase(t: dict) -> str:
