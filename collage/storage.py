@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import uuid
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -22,8 +23,12 @@ FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errn
 TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"
 
 
-def open_storage(url: str, what: str = "--out") -> "Storage":
-    """A Storage for `url`, or one line saying what is wrong with it: checked before any work starts."""
+def open_storage(url: str, what: str = "--out", write: bool = True) -> "Storage":
+    """A Storage for `url`, or one line saying what is wrong with it: checked before any work starts.
+
+    An object store is probed here (within seconds, see PROBE_OPTIONS): its prefix listed and, for an
+    output (`write`), a small probe object written and deleted, so an unreachable endpoint, a missing
+    bucket, absent credentials or a read-only bucket is one line before any Ray start."""
     if not isinstance(url, str) or not url.strip():
         raise UserError(f"{what} {url!r}: give a folder path, or an object-store URL such as s3://bucket/prefix")
     protocol = fsspec.core.split_protocol(url)[0] or "file"
@@ -39,9 +44,66 @@ def open_storage(url: str, what: str = "--out") -> "Storage":
         raise UserError(f"{what} {url}: the {protocol}:// driver is not installed ({exc}); install it "
                         f"(e.g. pip install s3fs for s3://) or use a folder path") from None
     try:
-        return Storage(url)
+        storage = Storage(url)
     except Exception as exc:  # a driver that cannot even be set up (bad credentials format, bad host)
         raise UserError(f"{what} {url}: cannot open this store ({type(exc).__name__}: {exc})") from None
+    if not storage.local:
+        probe_store(storage, what, write)
+    return storage
+
+
+# Only for the probe: a store that does not answer must fail in seconds, not after minutes of retries.
+PROBE_OPTIONS = {"s3": {"config_kwargs": {"connect_timeout": 5, "read_timeout": 15,
+                                          "retries": {"max_attempts": 1, "mode": "standard"}}}}
+CREDENTIALS_HINT = {"s3": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); for a server other "
+                          "than AWS also AWS_ENDPOINT_URL"}
+
+
+def probe_store(storage: "Storage", what: str, write: bool) -> None:
+    """List the store's prefix (and, for `write`, put and delete a probe object): UserError on any refusal."""
+    protocol = storage.protocol
+    fs = storage.fs
+    if protocol in PROBE_OPTIONS:
+        fs = fsspec.filesystem(protocol, skip_instance_cache=True, **{**storage.fs.storage_options,
+                                                                      **PROBE_OPTIONS[protocol]})
+        if hasattr(fs, "retries"):
+            fs.retries = 1  # s3fs retries some errors itself (5 times by default)
+    root = storage.root.rstrip("/")
+    bucket = root.split("/", 1)[0]
+    step = "listing"
+    try:
+        if protocol == "s3":  # one listing call: a missing bucket differs from an empty (new) prefix
+            key = root.split("/", 1)[1] + "/" if "/" in root else ""
+            fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=key, MaxKeys=1)
+        elif fs.exists(root):
+            fs.ls(root)
+        if write:
+            step = "writing"
+            probe = f"{root}/{TEMP_PREFIX}collage-probe-{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}"
+            fs.pipe_file(probe, b"")
+            step = "deleting"
+            fs.rm_file(probe)
+    except Exception as exc:
+        raise UserError(f"{what} {storage.url}: {_store_refusal(exc, protocol, bucket, step)}") from None
+
+
+def _store_refusal(exc: Exception, protocol: str, bucket: str, step: str) -> str:
+    name = type(exc).__name__
+    text = str(exc).splitlines()[0][:200] if str(exc) else name
+    if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
+        return f"no credentials for the store ({text}); {CREDENTIALS_HINT.get(protocol, 'configure them')}"
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
+                "ProxyConnectionError", "SSLError") or isinstance(exc, (ConnectionError, TimeoutError)):
+        return (f"cannot reach the store ({text}); check the endpoint"
+                + (" (AWS_ENDPOINT_URL)" if protocol == "s3" else "") + " and the network")
+    if isinstance(exc, FileNotFoundError) and step == "listing":
+        return f"bucket {bucket!r} does not exist (or these credentials cannot see it); create it first"
+    if isinstance(exc, PermissionError):
+        if step == "listing":
+            return f"access denied listing it ({text}); these credentials cannot read this bucket/prefix"
+        return (f"not writable with these credentials ({step} a probe object was refused: {text}); "
+                "use credentials that may write there, or another --out")
+    return f"cannot use this store ({step} failed: {name}: {text})"
 
 
 def storage_error(exc: OSError, where: str) -> StorageError | None:
@@ -67,7 +129,9 @@ class Storage:
     def __init__(self, url: str):
         self.url = url
         self.fs, self.root = fsspec.core.url_to_fs(url)
-        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self.protocol = protocols[0]
+        self.local = "file" in protocols
 
     def path(self, name: str) -> str:
         return f"{self.root.rstrip('/')}/{name}"
@@ -75,7 +139,13 @@ class Storage:
     def makedirs(self) -> None:
         self.fs.makedirs(self.root, exist_ok=True)
 
+    def _fresh(self) -> None:
+        """Other processes (Ray workers, another writer) change a store: never answer from a cached listing."""
+        if not self.local:
+            self.fs.invalidate_cache()
+
     def exists(self, name: str) -> bool:
+        self._fresh()
         return self.fs.exists(self.path(name))
 
     def read_bytes(self, name: str) -> bytes:
@@ -92,6 +162,7 @@ class Storage:
                     return {e.name: e.stat().st_size for e in entries if e.is_file(follow_symlinks=False)}
             except (FileNotFoundError, NotADirectoryError):
                 return {}
+        self._fresh()
         if not self.fs.exists(self.root):
             return {}
         return {info["name"].rstrip("/").rsplit("/", 1)[-1]: int(info.get("size") or 0)
@@ -99,6 +170,7 @@ class Storage:
 
     def is_file(self) -> bool:
         """True when the run folder's own path is a file (not usable as a run folder)."""
+        self._fresh()
         return self.fs.isfile(self.root)
 
     def remove(self, name: str) -> None:

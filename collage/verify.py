@@ -25,13 +25,13 @@ SHARD_FILE = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)-(?P<shard>\d{6})\.(?P<kind>t
 
 def run_kind(out: str) -> str | None:
     """The `kind` a run.json declares ("features" for train.precompute output), or None."""
-    data, why = read_json(open_storage(out, "OUT"), "run.json")
+    data, why = read_json(open_storage(out, "OUT", write=False), "run.json")
     return data.get("kind") if why is None and isinstance(data, dict) else None
 
 
 def verify(out: str, decode: bool = True) -> tuple[list[str], dict]:
     """(problems, totals). An empty problem list means the run is whole and every sample decodes."""
-    storage = open_storage(out, "OUT")
+    storage = open_storage(out, "OUT", write=False)
     totals = {"samples": 0, "shards": 0, "bytes": 0}
     if storage.is_file():
         return [f"{out}: a file, not a collage run directory"], totals

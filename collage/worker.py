@@ -10,6 +10,7 @@ import json
 import logging
 import resource
 import struct
+import sys
 import traceback
 from functools import lru_cache
 
@@ -158,4 +159,14 @@ def make_shard(cfg: RunConfig, shard: int, out: str, manifest_dir: str | None = 
         return writer.commit({"config": cfg.digest(), "seed": cfg.seed, "failures": counters["failures"],
                               "rejects": counters["rejects"], "assets_skipped": len(assets.skipped),
                               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                              **extra})
+                              "node": ray_node_id(), **extra})
+
+
+def ray_node_id() -> str | None:
+    """The id of the Ray node this process runs on; None outside Ray (the local backend). Ray is not imported
+    here: a Ray worker has it loaded already, and a process without it has no node."""
+    ray = sys.modules.get("ray")
+    try:
+        return ray.get_runtime_context().get_node_id() if ray is not None and ray.is_initialized() else None
+    except Exception:  # noqa: BLE001 - only a label in the stats; never worth failing a shard over
+        return None

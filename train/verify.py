@@ -27,7 +27,7 @@ JSON_FIELDS = ("task", "op", "width", "height", "vlm_len", "vlm_images", "vlm_te
 def verify_features(out: str, decode: bool = True) -> tuple[list[str], dict]:
     from .precompute import digest_of
 
-    storage = open_storage(out, "FEATS")
+    storage = open_storage(out, "FEATS", write=False)
     totals = {"samples": 0, "shards": 0, "bytes": 0}
     ident, why = read_json(storage, "run.json")
     if why or not isinstance(ident, dict) or ident.get("kind") != "features":
