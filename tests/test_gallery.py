@@ -34,7 +34,8 @@ def runs(tmp_path_factory, assets):
     """Small png runs: drag on non-square canvases, segdet, reference seg/depth, t2i; several shards each."""
     root = tmp_path_factory.mktemp("runs")
     specs = {
-        "drag": dict(task="drag", n=8, seed=3, ops=["translate"], aspect_ratios="all", shard_size=4),
+        # seed 4: holds a non-square sample with a long, isolated drag (test_drag_arrows_and_dots_…)
+        "drag": dict(task="drag", n=8, seed=4, ops=["translate"], aspect_ratios="all", shard_size=4),
         "segdet": dict(task="segdet", n=6, seed=4, ops=["segment", "detect"], aspect_ratios="all", shard_size=3),
         "reference": dict(task="reference", n=4, seed=3, ops=["seg", "depth"], shard_size=2),  # holds both ops
         "t2i": dict(task="t2i", n=4, seed=6, ops=["text", "shapes"], shard_size=2),

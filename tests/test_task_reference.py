@@ -12,6 +12,7 @@ from collage.errors import Reject
 from collage import words
 from collage.tasks.reference import TEMPLATES
 from conftest import make_png_run, tar_hashes
+from pixel_checks import layer_alpha
 from prompt_checks import fields_of, template_for
 from pixel_checks import assert_sprites_shown, colour_mask, layers, visible_regions
 
@@ -215,9 +216,7 @@ def test_canny_keeps_every_named_objects_outline(tmp_path, lib):
         condition = meta["condition"]
         gray = cv2.cvtColor(s["tgt"], cv2.COLOR_RGB2GRAY)
         assert np.array_equal(cv2.Canny(gray, condition["low"], condition["high"]), edges)
-        covered = [cv2.warpAffine(np.ascontiguousarray(lib.cache.get(o["asset"])[..., 3]),
-                                  np.array(o["matrix"], np.float64), (w, h), flags=cv2.INTER_LINEAR) >= 128
-                   for o in meta["objects"]]
+        covered = [layer_alpha(lib, o, w, h)[0] >= 128 for o in meta["objects"]]  # re-warped as the renderer does
         near = cv2.dilate(edges, np.ones((5, 5), np.uint8)) > 0
         for k, own in enumerate(covered):
             visible = own & ~np.logical_or.reduce(covered[k + 1:], axis=0) if k + 1 < len(covered) else own
