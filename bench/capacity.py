@@ -22,14 +22,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import json
+
 import yaml
 
 from collage.api import make_config
+from collage.reader import iter_samples
 from collage.worker import make_shard, tune_worker_process
 
 MIX_FILE = Path(__file__).resolve().parents[1] / "pipelines" / "dreamomni.yaml"
 TOTAL = 68_000_000
-TEMPLATE_TOKENS = 21  # Qwen2-VL's chat template around one request
+TEMPLATE_TOKENS = 21  # Qwen2-VL's chat template around one request (as bench/precompute.py counts it)
 IMAGES_PER_REQUEST = {"t2i": 0, "inpaint": 1, "edit": 1, "drag": 1, "reference": 1, "segdet": 1}
 
 
@@ -48,20 +51,16 @@ def measure(task: str, size: int, count: int) -> tuple[float, float, float]:
         started = time.perf_counter()
         stats = make_shard(cfg, 0, out)
         seconds = time.perf_counter() - started
-        import json
-
-        from collage.reader import iter_samples
-
         prompts = [len(json.loads(s["json"])["prompt"]) for s in iter_samples(out, decode=False)]
     return count / seconds, stats["bytes"] / count, statistics.mean(prompts)
 
 
-def image_tokens(size: int, max_pixels: int | None = None) -> int:
+def image_tokens(size: int) -> int:
+    """Qwen2-VL's tokens for a square image, uncapped: sides to multiples of 28, one token per 28² (the
+    general case, with an area cap, is bench/precompute.py's; that script cannot be imported from here:
+    bench/train.py shadows the train package on a script's path)."""
     side = max(28, round(size / 28) * 28)
-    tokens = (side // 28) ** 2
-    if max_pixels and side * side > max_pixels:
-        tokens = int(max_pixels // (28 * 28))
-    return tokens
+    return (side // 28) ** 2
 
 
 def hours(seconds: float) -> str:

@@ -19,40 +19,13 @@ from collage.tasks.reference import (CANNY_PHOTO_KEEP, PHOTO_TEMPLATES, SEG_BACK
 from conftest import one_error_line, run_cli, tar_hashes
 from pixel_checks import colour_mask
 from prompt_checks import fields_of
+from tiny_photo_models import ID2LABEL, build_depth_model, build_seg_model
 
 pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-ID2LABEL = {0: "background", 1: "sky", 2: "tree;plant", 3: "Road_Surface", 4: "person"}
 OPS = ("canny", "depth", "seg")
 SIZE = 128
-
-
-def build_depth_model(path) -> str:
-    import torch
-
-    torch.manual_seed(0)
-    config = transformers.DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37,
-                                    image_size=32, patch_size=8, backbone_out_indices=[0, 1, 2, 3],
-                                    neck_hidden_sizes=[16, 16, 32, 32], fusion_hidden_size=16, head_hidden_size=16,
-                                    reassemble_factors=[4, 2, 1, 0.5])
-    transformers.DPTForDepthEstimation(config).save_pretrained(path)
-    transformers.DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False).save_pretrained(path)
-    return str(path)
-
-
-def build_seg_model(path) -> str:
-    """A two-stage Segformer (~36 kB) with ID2LABEL's classes; its processor works at 64²."""
-    import torch
-
-    torch.manual_seed(1)
-    config = transformers.SegformerConfig(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
-                                          patch_sizes=[7, 3], strides=[4, 2], num_attention_heads=[1, 2],
-                                          mlp_ratios=[2, 2], decoder_hidden_size=16, id2label=ID2LABEL,
-                                          label2id={v: k for k, v in ID2LABEL.items()})
-    transformers.SegformerForSemanticSegmentation(config).save_pretrained(path)
-    transformers.SegformerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(path)
-    return str(path)
 
 
 @pytest.fixture(scope="module")

@@ -144,16 +144,10 @@ def test_deterministic(png_run, tmp_path_factory):
 def test_photo_depth_from_a_local_model(tmp_path, monkeypatch, lib):
     """A tiny randomly initialised DPT saved locally: the loading path, shapes and normalisation (no download)."""
     pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    import torch
+    pytest.importorskip("transformers")
+    from tiny_photo_models import build_depth_model
 
-    torch.manual_seed(0)
-    config = transformers.DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37,
-                                    image_size=32, patch_size=8, backbone_out_indices=[0, 1, 2, 3],
-                                    neck_hidden_sizes=[16, 16, 32, 32], fusion_hidden_size=16, head_hidden_size=16,
-                                    reassemble_factors=[4, 2, 1, 0.5])
-    transformers.DPTForDepthEstimation(config).save_pretrained(tmp_path)
-    transformers.DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False).save_pretrained(tmp_path)
+    build_depth_model(tmp_path)
     if not lib.photos:
         pytest.skip("no photos in the asset library")
     generate = get_task("reference").generate

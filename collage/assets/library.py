@@ -319,6 +319,7 @@ class AssetLibrary:
         self._ensure_cache(background_max_side)
         self.cache = PackedCache(self.cache_dir)
         self._sprites: dict[str, Sprite] = {}
+        self._level_views: dict[str, tuple[np.ndarray, ...]] = {}
         self._photos_for = functools.lru_cache(maxsize=64)(self._fitting_photos)
         self.skipped = dict(self.cache.skipped)
         if self.skipped and warn:
@@ -375,8 +376,12 @@ class AssetLibrary:
         return fallback or self.sprite(row["id"])
 
     def _levels(self, asset_id: str) -> tuple[np.ndarray, ...]:
-        return tuple(self.cache.get(f"{asset_id}@{k}") for k in range(1, MIP_LEVELS + 1)
-                     if f"{asset_id}@{k}" in self.cache.index)
+        """An asset's mip levels (views onto the map), looked up once per asset: photos ask every sample."""
+        levels = self._level_views.get(asset_id)
+        if levels is None:
+            levels = self._level_views[asset_id] = tuple(
+                self.cache.get(f"{asset_id}@{k}") for k in range(1, MIP_LEVELS + 1) if f"{asset_id}@{k}" in self.cache.index)
+        return levels
 
     def fit(self, sprite: Sprite, long_side: float) -> float:
         """`long_side`, or less: the largest a sprite may be drawn within `max_upscale`."""

@@ -152,9 +152,14 @@ def ring_contrast(ring_pixels: np.ndarray) -> tuple[set[str], Callable[[str], fl
     return passing, contrast
 
 
+def ring_width(px: int) -> int:
+    """How far around the glyphs of a px-size string the legibility ring reaches."""
+    return max(3, px // 6)
+
+
 def text_ring(ink: np.ndarray, px: int) -> tuple[np.ndarray, int]:
     """(mask of the background pixels around the ink, padded by r on every side; r)."""
-    r = max(3, px // 6)
+    r = ring_width(px)
     solid = np.pad((ink > 0).astype(np.uint8), r)
     near = cv2.dilate(solid, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     return (near > 0) & (solid == 0), r
@@ -371,7 +376,7 @@ def generate_text(rng: np.random.Generator, assets: AssetLibrary, width: int, he
             x0, y0 = int(rng.integers(2, width - w - 1)), int(rng.integers(2, height - h - 1))
             quad = drawn["quad"] + (x0, y0)
             shape = Polygon(quad).buffer(0)
-            r = max(3, px // 6)  # text_ring's width: no other string may paint into either ring
+            r = ring_width(px)  # no other string may paint into either string's ring
             if any(shape.distance(other) < max(gap, r, other_r) + 1 for other, other_r in taken):
                 continue
             region = canvas[y0:y0 + h, x0:x0 + w]
