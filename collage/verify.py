@@ -125,20 +125,24 @@ def _check_shard(storage: Storage, listing: dict[str, int], cfg: RunConfig | Non
         problems.append(f"{tar_name}: sizes.json says {sizes.get(tar_name)}, stats say {stats.get('samples')}")
     elif sizes is not None and tar_name not in sizes:
         problems.append(f"{tar_name}: not listed in sizes.json")
-    keys = _check_tar(tar_name, stem, data, cfg, seen_keys, problems, decode)
+    keys, ranges = _check_tar(tar_name, stem, data, cfg, seen_keys, problems, decode)
     totals["samples"] += len(keys)
     if "samples" in stats and len(keys) != stats.get("samples"):
         problems.append(f"{tar_name}: holds {len(keys)} samples, stats say {stats.get('samples')}")
-    _check_parquet(storage, listing, stem, keys, problems)
+    _check_parquet(storage, listing, stem, keys, ranges, problems)
 
 
-def _check_parquet(storage: Storage, listing: dict[str, int], stem: str, keys: list[str], problems: list[str]) -> None:
+def _check_parquet(storage: Storage, listing: dict[str, int], stem: str, keys: list[str],
+                   ranges: dict[str, tuple[int, int]], problems: list[str]) -> None:
     if f"{stem}.parquet" not in listing:
         problems.append(f"{stem}.parquet: missing")
         return
     try:
         table = read_parquet(storage.read_bytes(f"{stem}.parquet"))
         rows = table.column("key").to_pylist() if "key" in table.column_names else None
+        has_ranges = {"tar_offset", "tar_length"} <= set(table.column_names)  # absent before collage 0.5.1
+        listed = list(zip(table.column("tar_offset").to_pylist(), table.column("tar_length").to_pylist())) \
+            if has_ranges else []
     except Exception as exc:  # truncated, garbage, or not parquet at all
         problems.append(f"{stem}.parquet: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
         return
@@ -146,6 +150,11 @@ def _check_parquet(storage: Storage, listing: dict[str, int], stem: str, keys: l
         problems.append(f"{stem}.parquet: no key column")
     elif rows != keys:
         problems.append(f"{stem}.parquet: {len(rows)} rows whose keys do not match the tar's {len(keys)} samples")
+    elif has_ranges:
+        wrong = [key for key, (offset, length) in zip(rows, listed) if ranges.get(key) != (offset, length)]
+        if wrong:
+            problems.append(f"{stem}.parquet: the byte range (tar_offset, tar_length) of {len(wrong)} sample(s) is "
+                            f"not where the tar holds them, first {wrong[0]}")
 
 
 def _check_folder(listing: dict[str, int], cfg: RunConfig | None, name: str, sizes: dict | None, totals: dict,
@@ -176,10 +185,12 @@ def _check_folder(listing: dict[str, int], cfg: RunConfig | None, name: str, siz
 
 
 def _check_tar(tar_name: str, stem: str, data: bytes, cfg: RunConfig | None, seen_keys: set[str], problems: list[str],
-               decode: bool) -> list[str]:
-    """The keys of the tar's samples, in order; every problem of its samples goes to `problems`."""
+               decode: bool) -> tuple[list[str], dict[str, tuple[int, int]]]:
+    """The keys of the tar's samples, in order, and each one's byte range (offset, length: its members'
+    headers and padded data); every problem of its samples goes to `problems`."""
     samples: dict[str, dict[str, bytes]] = defaultdict(dict)
     order: list[str] = []
+    spans: dict[str, list[int]] = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             for member in tar:
@@ -190,6 +201,8 @@ def _check_tar(tar_name: str, stem: str, data: bytes, cfg: RunConfig | None, see
                 if key not in samples:
                     order.append(key)
                 samples[key][ext] = tar.extractfile(member).read()
+                end = member.offset_data + -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+                spans.setdefault(key, [member.offset, end])[1] = end
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         problems.append(f"{tar_name}: not a readable tar ({type(exc).__name__}: {exc}); "
                         f"{len(order)} sample(s) read before the damage")
@@ -205,7 +218,7 @@ def _check_tar(tar_name: str, stem: str, data: bytes, cfg: RunConfig | None, see
             _check_sample(where, samples[key], image_format, problems, decode)
         except Exception as exc:  # a json of the wrong shape must not hide the other samples' problems
             problems.append(f"{where}: could not be checked ({type(exc).__name__}: {exc})")
-    return order
+    return order, {key: (start, end - start) for key, (start, end) in spans.items()}
 
 
 def caption_problems(where: str, meta: dict) -> list[str]:

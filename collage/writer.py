@@ -75,8 +75,12 @@ class ShardWriter:
         return self
 
     def write(self, key: str, members: dict[str, bytes], row: dict) -> None:
+        start = self._tar.size
         self._tar.add(key, members)
-        self.rows.append({"key": key, **row, **{f"bytes_{k.split('.')[0]}": len(v) for k, v in members.items()}})
+        # The sample's byte range in the tar (its members' headers and data): a reader with random access (an
+        # object store's range GET) reads one sample without walking every header before it.
+        self.rows.append({"key": key, **row, "tar_offset": start, "tar_length": self._tar.size - start,
+                          **{f"bytes_{k.split('.')[0]}": len(v) for k, v in members.items()}})
 
     def commit(self, stats: dict, replacing: bool = False) -> dict:
         """Publish the tar, then the parquet index, then the stats file that marks the shard done.
