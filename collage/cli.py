@@ -228,8 +228,9 @@ def gallery(sources, out_dir, n, task, op, seed, thumb_size, serve, port) -> Non
     from .gallery.build import problem_summary
 
     result = build_gallery(list(sources), out_dir, n=n, seed=seed, task=task, op=op, thumb_size=thumb_size)
-    click.echo(f"gallery: {result.samples:,} samples from {result.shards_read:,} of {result.shards_total:,} shards in "
-               f"{result.seconds:,.1f} s → {result.path / 'index.html'}")
+    fetched = f" ({result.bytes_read / 1e6:,.1f} MB fetched from the store)" if result.remote else ""
+    click.echo(f"gallery: {result.samples:,} samples from {result.shards_read:,} of {result.shards_total:,} shards{fetched} "
+               f"in {result.seconds:,.1f} s → {result.path / 'index.html'}")
     if result.problems:  # damage is shown on the page, not fatal: one line here points there
         click.echo(f"warning: {problem_summary(result.problems)}; see the page's problems panel", err=True)
     if serve:

@@ -10,9 +10,11 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import webdataset as wds
+from webdataset.gopen import gopen_schemes
 from PIL import Image
 
 from .errors import UserError
+from .storage import as_path, is_remote
 
 
 def shard_urls(source: str | Path | list) -> list[str]:
@@ -23,7 +25,10 @@ def shard_urls(source: str | Path | list) -> list[str]:
     text = str(source)
     if "://" not in text and "{" not in text and not text.startswith("pipe:") and not Path(text).exists():
         raise UserError(f"{text}: no such run directory or shard")
-    path = Path(source)
+    if isinstance(source, str) and "{" in text or text.split("://", 1)[0] in gopen_schemes:
+        return [text]  # a URL webdataset streams itself (http, gs, pipe, …): a shard, not a folder to list
+    # a path object (pathlib's, or a store's UPath) is used as it is; text is a local path or a store URL
+    path = (as_path(text) if is_remote(text) else Path(text)) if isinstance(source, str) else source
     if path.is_dir():
         sizes = path / "sizes.json"
         if sizes.exists():

@@ -12,6 +12,7 @@ import os
 import tempfile
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import fsspec
@@ -50,6 +51,24 @@ def open_storage(url: str, what: str = "--out", write: bool = True) -> "Storage"
     if not storage.local:
         probe_store(storage, what, write)
     return storage
+
+
+def is_remote(location: str | os.PathLike) -> bool:
+    """True for an fsspec URL other than file:// (s3://bucket/prefix, gs://…), False for a local path."""
+    protocol = fsspec.core.split_protocol(str(location))[0]
+    return protocol not in (None, "file", "local")
+
+
+def as_path(location: str | os.PathLike, what: str = "source") -> Path:
+    """A path object for a local path or an object-store URL, for readers that walk folders: pathlib's for
+    a local one; universal_pathlib's UPath (pathlib's methods over the store's fsspec driver) for a store,
+    whose prefix is first probed for reading (`open_storage`) so a store fault is one line, not a traceback."""
+    if not is_remote(location):
+        return Path(str(location).removeprefix("file://"))
+    open_storage(str(location), what, write=False)
+    from upath import UPath
+
+    return UPath(str(location))
 
 
 # Only for the probe: a store that does not answer must fail in seconds, not after minutes of retries.

@@ -18,6 +18,7 @@ from html import escape
 from pathlib import Path
 
 from ..errors import UserError
+from ..storage import is_remote
 from . import plots
 from .page import PANEL_PX, problems_panel, render
 from .select import Filters, Picked, Problem, RunInfo, as_number, as_size, as_text, find_shards, pick_samples
@@ -44,6 +45,8 @@ class GalleryResult:
     shards_total: int
     seconds: float
     problems: list[Problem] = field(default_factory=list)  # what was skipped or worked around (see the page)
+    bytes_read: int = 0  # of shards and indexes in an object store, as fetched (0 for local sources)
+    remote: bool = False  # some source is in an object store
 
 
 def problem_summary(problems: list[Problem]) -> str:
@@ -354,10 +357,11 @@ def build_gallery(sources: list[str] | str, out: str | Path, n: int = 200, seed:
     (out / "index.html").write_text(page, encoding="utf-8")
     seconds = time.perf_counter() - started
     result = GalleryResult(out, len(records), sum(r.shards_read for r in runs), sum(r.shards_total for r in runs), seconds,
-                           problems)
+                           problems, sum(r.bytes_read for r in runs), any(is_remote(r.path) for r in runs))
     (out / MARKER).write_text(json.dumps({
         "sources": [str(s) for s in sources], "n": n, "seed": seed, "task": tasks, "op": ops,
         "samples": result.samples, "shards_read": result.shards_read, "shards_total": result.shards_total,
+        "bytes_read": result.bytes_read,
         "problems": dict(Counter(p.kind for p in problems)), "seconds": round(seconds, 3)}, indent=1))
     return result
 
