@@ -59,13 +59,15 @@ def is_remote(location: str | os.PathLike) -> bool:
     return protocol not in (None, "file", "local")
 
 
-def as_path(location: str | os.PathLike, what: str = "source") -> Path:
+def as_path(location: str | os.PathLike, what: str = "source", probe: bool = True) -> Path:
     """A path object for a local path or an object-store URL, for readers that walk folders: pathlib's for
     a local one; universal_pathlib's UPath (pathlib's methods over the store's fsspec driver) for a store,
-    whose prefix is first probed for reading (`open_storage`) so a store fault is one line, not a traceback."""
+    whose prefix is first probed for reading (`open_storage`, unless `probe` is False: a path found by an
+    earlier probe) so a store fault is one line, not a traceback."""
     if not is_remote(location):
         return Path(str(location).removeprefix("file://"))
-    open_storage(str(location), what, write=False)
+    if probe:
+        open_storage(str(location), what, write=False)
     from upath import UPath
 
     return UPath(str(location))

@@ -1,12 +1,20 @@
 """`--out s3://bucket/prefix` against a real S3-compatible server on loopback (moto's standalone server):
 generate (Ray and local), verify, resume, redo of a deleted shard, bytes equal to a local run, no secret in
-the run, and one line (exit 2, before any Ray start) for each unusable store."""
+the run, and one line (exit 2, before any Ray start) for each unusable store; the gallery and precompute
+reading their sources from the store, with the same results as from a folder."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import one_error_line, run_cli, tar_hashes
@@ -25,11 +33,27 @@ def s3():
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
+def local_run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("local") / "run"
     result = run_cli("generate", *ARGS, "--out", str(out), "--backend", "local")
     assert result.returncode == 0, result.stderr
-    return tar_hashes(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_run(local_run_dir):
+    return tar_hashes(local_run_dir)
+
+
+def upload(s3, folder: Path, prefix: str, replace: dict[str, bytes] | None = None) -> str:
+    """Copy a run folder's files into the store under `prefix` (as `aws s3 sync` would); `replace`: other
+    bytes for some names. Returns the prefix's URL."""
+    replace = replace or {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.startswith("."):
+            s3.client.put_object(Bucket=s3.bucket, Key=f"{prefix}/{path.name}",
+                                 Body=replace.get(path.name, path.read_bytes()))
+    return f"s3://{s3.bucket}/{prefix}"
 
 
 def store_hashes(s3, prefix: str) -> dict[str, str]:
@@ -154,10 +178,8 @@ def test_caption_a_run_on_s3(s3, tmp_path):
 
 
 def test_precompute_features_into_s3(s3, tmp_path):
-    """train.precompute with --out s3://…: the same feature shards as into a folder, and verify passes."""
-    import subprocess
-    import sys
-
+    """train.precompute with --out s3://…: the same feature shards as into a folder, and verify passes; and
+    with its sources in the store: the same feature shards again."""
     from collage.api import generate_run
     from conftest import REPO
     from train.tiny import build_tiny_vae, build_tiny_vlm
@@ -166,8 +188,8 @@ def test_precompute_features_into_s3(s3, tmp_path):
     source = tmp_path / "t2i"
     generate_run(out=str(source), task="t2i", n=8, seed=3, size=128, shard_size=4, backend="local")
 
-    def precompute(out: str):
-        result = subprocess.run([sys.executable, "-m", "train.precompute", str(source), "--out", out, "--vlm", vlm,
+    def precompute(out: str, given: str | None = None):
+        result = subprocess.run([sys.executable, "-m", "train.precompute", given or str(source), "--out", out, "--vlm", vlm,
                                  "--vae", vae, "--size", "256", "--backend", "local"], capture_output=True,
                                 text=True, timeout=600, env=s3.env, cwd=REPO)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -180,3 +202,89 @@ def test_precompute_features_into_s3(s3, tmp_path):
     checked = run_cli("verify", url, env=s3.env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert_no_secret(s3, "feats", result, checked)
+
+    # the sources read from the store, as a run folder and as a glob of its shards: the same feature shards
+    source_url = upload(s3, source, "t2i-source")
+    for name, given in (("from-run", source_url), ("from-glob", f"{source_url}/t2i-00000[01].tar")):
+        precompute(str(tmp_path / name), given)
+        assert tar_hashes(tmp_path / name) == tar_hashes(tmp_path / "feats") and len(tar_hashes(tmp_path / name)) == 2
+
+
+# --- the gallery and precompute read their sources from the store -------------------------------------------
+
+def gallery_cards(out: Path) -> list[dict]:
+    html = (out / "index.html").read_text(encoding="utf-8")
+    return json.loads(re.search(r"window\.GALLERY = (.*?);</script>", html, re.S).group(1))["samples"]
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def test_gallery_of_a_run_on_s3(s3, local_run_dir, tmp_path):
+    """The same cards, thumbnails and json as from the folder, fetching each index and then one byte range
+    per chosen sample: a fraction of the shards' bytes."""
+    url = upload(s3, local_run_dir, "gallery-run")
+    remote = run_cli("gallery", url, "--out", str(tmp_path / "remote"), "--n", "8", "--seed", "2", env=s3.env)
+    local = run_cli("gallery", str(local_run_dir), "--out", str(tmp_path / "local"), "--n", "8", "--seed", "2")
+    assert remote.returncode == 0 and local.returncode == 0, remote.stderr + local.stderr
+    fields = ("key", "shard", "task", "op", "prompt", "caption", "w", "h", "pts", "boxes", "img")
+    cards = gallery_cards(tmp_path / "remote")
+    assert [{f: c[f] for f in fields} for c in cards] == \
+        [{f: c[f] for f in fields} for c in gallery_cards(tmp_path / "local")] and len(cards) == 8
+    assert all(c["shardPath"] == f"{url}/{c['shard']}" for c in cards)
+    for sub in ("json", "thumbs"):
+        remote_files = {p.name: p.read_bytes() for p in (tmp_path / "remote" / sub).iterdir()}
+        assert remote_files == {p.name: p.read_bytes() for p in (tmp_path / "local" / sub).iterdir()}, sub
+
+    marker = json.loads((tmp_path / "remote" / "gallery.json").read_text())
+    assert marker["shards_read"] == 4 and marker["problems"] == {}, marker
+    index = {row["key"]: row for p in sorted(local_run_dir.glob("*.parquet")) for row in pq.read_table(p).to_pylist()}
+    expected = sum(p.stat().st_size for p in local_run_dir.glob("*.parquet")) + \
+        sum(index[c["key"]]["tar_length"] for c in cards)
+    shards = sum(p.stat().st_size for p in local_run_dir.glob("*.tar"))
+    assert marker["bytes_read"] == expected and expected < 0.3 * shards, (marker["bytes_read"], expected, shards)
+    assert f"({expected / 1e6:,.1f} MB fetched from the store)" in remote.stdout, remote.stdout
+    assert json.loads((tmp_path / "local" / "gallery.json").read_text())["bytes_read"] == 0
+    assert s3.secret not in remote.stdout + remote.stderr
+    assert not any(s3.secret.encode() in p.read_bytes() for p in (tmp_path / "remote").rglob("*") if p.is_file())
+
+
+def test_gallery_on_s3_with_a_wrong_index_and_an_old_one(s3, local_run_dir, tmp_path):
+    """A shard whose index ranges point at its neighbours' bytes: its samples are problems, the rest shown;
+    a shard whose index has no ranges (collage < 0.5.1) is walked through a buffered file and shown."""
+    wrong = pq.read_table(local_run_dir / "drag-000001.parquet")
+    offsets = wrong.column("tar_offset").to_pylist()
+    wrong = wrong.set_column(wrong.column_names.index("tar_offset"), "tar_offset",
+                             pa.array(offsets[1:] + offsets[:1], pa.int64()))
+    old = pq.read_table(local_run_dir / "drag-000002.parquet").drop_columns(["tar_offset", "tar_length"])
+    url = upload(s3, local_run_dir, "gallery-index", {"drag-000001.parquet": parquet_bytes(wrong),
+                                                       "drag-000002.parquet": parquet_bytes(old)})
+    result = run_cli("gallery", url, "--out", str(tmp_path / "g"), "--n", "40", env=s3.env)
+    assert result.returncode == 0, result.stderr
+    assert "warning: 10 " in result.stderr and "see the page's problems panel" in result.stderr, result.stderr
+    shown = {c["key"] for c in gallery_cards(tmp_path / "g")}
+    assert shown == {f"drag-{s:06d}-{i:06d}" for s in (0, 2, 3) for i in range(10)}, sorted(shown)
+    marker = json.loads((tmp_path / "g" / "gallery.json").read_text())
+    assert marker["problems"] == {"sample": 10}, marker
+    html = (tmp_path / "g" / "index.html").read_text(encoding="utf-8")
+    assert html.count("its byte range in the index") == 10 and "run collage verify" in html
+    tars = {p.name: p.stat().st_size for p in local_run_dir.glob("*.tar")}
+    assert marker["bytes_read"] >= tars["drag-000002.tar"], marker  # the old shard: fetched whole
+
+
+@pytest.mark.parametrize("command", ["gallery", "precompute"])
+def test_a_source_in_a_missing_bucket_is_one_line(s3, tmp_path, command):
+    if command == "gallery":
+        result = run_cli("gallery", "s3://no-such-bucket/run", "--out", str(tmp_path / "g"), env=s3.env)
+    else:
+        from conftest import REPO
+
+        result = subprocess.run([sys.executable, "-m", "train.precompute", "s3://no-such-bucket/run/*.tar", "--out",
+                                 str(tmp_path / "f"), "--vlm", str(tmp_path), "--vae", str(tmp_path)],
+                                capture_output=True, text=True, timeout=300, env=s3.env, cwd=REPO)
+    line = one_error_line(result)
+    assert "source s3://no-such-bucket/run" in line and "bucket 'no-such-bucket' does not exist" in line, line
+    assert not (tmp_path / "g").exists() and not (tmp_path / "f").exists()

@@ -200,7 +200,20 @@ def _add_symlink_member(tar_path: Path) -> None:
         tar.addfile(info)
 
 
+def _shift_ranges(parquet: Path) -> None:
+    """An index whose byte ranges point one sample on (the gallery would read another sample's bytes)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(parquet)
+    offsets = table.column("tar_offset").to_pylist()
+    pq.write_table(table.set_column(table.column_names.index("tar_offset"), "tar_offset",
+                                    pa.array(offsets[1:] + offsets[:1], pa.int64())), parquet)
+
+
 DAMAGES = {
+    "index byte ranges": (lambda o: _shift_ranges(o / "drag-000002.parquet"),
+                          "drag-000002.parquet: the byte range (tar_offset, tar_length) of"),
     "truncated parquet": (lambda o: _truncate(o / "drag-000000.parquet"), "drag-000000.parquet: unreadable"),
     "garbage parquet": (lambda o: (o / "drag-000001.parquet").write_bytes(b"PAR1garbagePAR1"), "drag-000001.parquet: unreadable"),
     "corrupt stats": (lambda o: (o / "drag-000001.stats.json").write_text("{not json"), "drag-000001.stats.json: not valid json"),

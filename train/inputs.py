@@ -2,7 +2,8 @@
 
 Sources are collage run directories (their finished shards), single shard files or globs, and plain
 text-to-image data as img2dataset writes it: webdataset tars of `jpg` + `txt` (+ `json`), or folders of
-such loose files. Every source shard maps to one feature shard of the same name and index, so a feature
+such loose files; each local or in an object store (s3://…, walked through universal_pathlib, read as one
+buffered stream per shard). Every source shard maps to one feature shard of the same name and index, so a feature
 run mirrors its sources shard for shard and key for key (FEATURE_FORMAT.md).
 """
 
@@ -15,22 +16,26 @@ import json
 import math
 import re
 import tarfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import cv2
+import fsspec
 import numpy as np
 from PIL import Image
 
 from collage.config import ASPECT_BUCKETS, aspect_buckets
 from collage.errors import UserError
+from collage.storage import as_path, is_remote
 
 SIZES = (256, 512, 1024)
 IMAGE_MEMBERS = ("tgt", "src", "mask", "cond")
 EXTERNAL_IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")
 _SHARD_NAME = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)-(?P<shard>\d{6})\.tar$")
 SQUARE_BUCKET = ASPECT_BUCKETS // 2
+REMOTE_BLOCK = 16 << 20  # a store's shard is read front to back: large blocks, few requests
 
 
 @dataclass(frozen=True)
@@ -58,16 +63,17 @@ def _sanitize(name: str) -> str:
 
 def _run_shards(folder: Path) -> list[SourceShard]:
     """A collage run's finished shards (those with a stats marker), or an img2dataset folder's shards."""
+    names = {p.name for p in folder.iterdir()}  # one listing: not a request per shard in a store
     run_json = folder / "run.json"
-    if run_json.is_file():
+    if "run.json" in names and run_json.is_file():
         digest = _digest(run_json)
         out = []
-        for tar in sorted(folder.glob("*.tar")):
-            match = _SHARD_NAME.match(tar.name)
-            if match and tar.with_name(tar.name[:-4] + ".stats.json").is_file():
-                out.append(SourceShard(match["name"], int(match["shard"]), str(tar), False, digest))
+        for name in sorted(n for n in names if n.endswith(".tar")):
+            match = _SHARD_NAME.match(name)
+            if match and name[:-4] + ".stats.json" in names:
+                out.append(SourceShard(match["name"], int(match["shard"]), str(folder / name), False, digest))
         return out
-    tars = sorted(folder.glob("*.tar"))
+    tars = [folder / name for name in sorted(n for n in names if n.endswith(".tar"))]
     if tars:
         return [_external_tar(tar, i) for i, tar in enumerate(tars)]
     # img2dataset "files" layout: numbered subfolders of loose files, or the folder itself
@@ -97,9 +103,9 @@ def resolve_sources(sources: list[str]) -> list[SourceShard]:
                         "img2dataset-style folder")
     shards: list[SourceShard] = []
     for source in sources:
-        paths = sorted(glob.glob(source)) if glob.has_magic(source) else [source]
+        paths = _expand(source)
         found: list[SourceShard] = []
-        for path in map(Path, paths):
+        for path in paths:
             if path.is_dir():
                 found += _run_shards(path)
             elif path.is_file() and path.suffix == ".tar":
@@ -109,7 +115,7 @@ def resolve_sources(sources: list[str]) -> list[SourceShard]:
                     found.append(SourceShard(match["name"], int(match["shard"]), str(path), False, _digest(run_json)))
                 else:
                     found.append(_external_tar(path, len(found)))
-        if not paths or (len(paths) == 1 and not Path(paths[0]).exists()):
+        if not paths or (len(paths) == 1 and not paths[0].exists()):
             raise UserError(f"source {source}: no such run directory, shard or folder")
         if not found:
             raise UserError(f"source {source}: holds no shards (no finished collage shards, .tar files or "
@@ -124,16 +130,30 @@ def resolve_sources(sources: list[str]) -> list[SourceShard]:
     return sorted({s.stem: s for s in shards}.values(), key=lambda s: (s.name, s.shard))
 
 
+def _expand(source: str) -> list[Path]:
+    """The paths a source names: itself, or a glob's matches (sorted); a store's are UPaths, its prefix
+    probed once (one line and exit 2 for an unreachable store, a missing bucket or no credentials)."""
+    if not is_remote(source):
+        return [Path(p) for p in sorted(glob.glob(source))] if glob.has_magic(source) else [Path(source)]
+    if not glob.has_magic(source):
+        return [as_path(source, "source")]
+    magic = min(source.index(c) for c in "*?[" if c in source)
+    as_path(source[:source.rindex("/", 0, magic)], "source")  # the fixed part of the glob
+    fs, _ = fsspec.core.url_to_fs(source)
+    protocol = source.split("://", 1)[0]
+    return [as_path(f"{protocol}://{match}", probe=False) for match in sorted(fs.glob(source))]
+
+
 # --- reading samples -------------------------------------------------------------------------------
 
 def iter_raw_samples(source: SourceShard) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {suffix: bytes}) in shard order, grouped as webdataset groups members. A damaged tar ends
     the iteration with the samples read so far; the caller counts what was lost (OSError/TarError)."""
     if not source.path.endswith(".tar"):
-        yield from _iter_folder(Path(source.path))
+        yield from _iter_folder(as_path(source.path, probe=False))
         return
     current, members = None, {}
-    with tarfile.open(source.path, "r:") as tar:
+    with _open_shard(source.path) as tar:
         for member in tar:
             if not member.isfile():
                 continue
@@ -148,6 +168,18 @@ def iter_raw_samples(source: SourceShard) -> Iterator[tuple[str, dict[str, bytes
             members[suffix.lower()] = tar.extractfile(member).read()
     if current is not None:
         yield current, members
+
+
+@contextmanager
+def _open_shard(path: str) -> Iterator[tarfile.TarFile]:
+    """The tar at a local path, or at a store URL through one buffered file read front to back."""
+    if not is_remote(path):
+        with tarfile.open(path, "r:") as tar:
+            yield tar
+        return
+    fs, where = fsspec.core.url_to_fs(path)
+    with fs.open(where, "rb", block_size=REMOTE_BLOCK) as f, tarfile.open(fileobj=f, mode="r:") as tar:
+        yield tar
 
 
 def _iter_folder(folder: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
