@@ -223,7 +223,8 @@ def caption(out, workers, dry_run, force, no_progress, **values) -> None:
 @click.option("--serve", is_flag=True, help="Then serve it on http://127.0.0.1:PORT until Ctrl-C.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 def gallery(sources, out_dir, n, task, op, seed, thumb_size, serve, port) -> None:
-    """Write a static QA gallery (index.html + thumbnails) of SOURCES: run directories or .tar shards."""
+    """Write a static QA gallery (index.html + thumbnails) of SOURCES: run directories or .tar shards, local
+    or in an object store (s3://bucket/run)."""
     from .gallery import build_gallery, make_server
     from .gallery.build import problem_summary
 

@@ -306,7 +306,8 @@ def _bar(total: int, completed: int, enabled: bool):
 @click.option("--no-progress", is_flag=True)
 def cli(sources, out, vlm_dir, vae_dir, size, dtype, device, batch_size, max_pixels, workers, address, backend,
         force, no_progress) -> None:
-    """Encode SOURCES (collage runs, shards or globs, img2dataset folders) into feature shards in --out."""
+    """Encode SOURCES (collage runs, shards or globs, img2dataset folders; local or s3://…) into feature shards in
+    --out."""
     summary = precompute(list(sources), out, vlm_dir, vae_dir, size=size, dtype=dtype, device=device,
                          batch_size=batch_size, workers=workers, address=address, force=force, max_pixels=max_pixels,
                          progress=not no_progress and sys.stderr.isatty(), backend=backend)
