@@ -40,13 +40,13 @@ def photo_run(tmp_path_factory, models, lib):
         pytest.skip("no photos in the asset library")
     out = tmp_path_factory.mktemp("photo_run")
     started = time.perf_counter()
-    generate_run(out=str(out), task="reference", n=60, seed=5, size=SIZE, ops=",".join(OPS), image_format="png",
-                 backend="local", options={"source": "photos", **models})
+    summary = generate_run(out=str(out), task="reference", n=60, seed=5, size=SIZE, ops=",".join(OPS),
+                           image_format="png", backend="local", options={"source": "photos", **models})
     seconds = time.perf_counter() - started
     by_op: dict[str, list] = {op: [] for op in OPS}
     for s in iter_samples(str(out)):
         by_op[s["json"]["op"]].append(s)
-    assert all(len(v) >= 12 for v in by_op.values())
+    assert all(len(v) >= 12 for v in by_op.values()), ({op: len(v) for op, v in by_op.items()}, summary)
     print(f"photo run: {seconds / 60 * 1000:.0f} ms a sample (all three ops, {SIZE}², model loads included)")
     return out, by_op
 

@@ -58,7 +58,10 @@ class Shards:
         if self.captioner:
             return future.result()
         stats, worker, worker_stats = future.result()
-        self._worker_stats[worker] = worker_stats
+        # A worker's counters only grow, but two of its shards can finish in one wait() batch, which hands
+        # them back in no set order: keep its latest snapshot, not the last one looked at.
+        if _progress(worker_stats) >= _progress(self._worker_stats.get(worker)):
+            self._worker_stats[worker] = worker_stats
         return stats
 
     def live(self) -> dict | None:
@@ -96,6 +99,10 @@ class Shards:
         self.pool.shutdown(wait=True, cancel_futures=True)
         if self.captioner:
             self.captioner.close()
+
+
+def _progress(worker_stats: dict | None) -> tuple[int, int]:
+    return (worker_stats["asked"], worker_stats["requests"]) if worker_stats else (-1, -1)
 
 
 _WORKER: dict = {}
