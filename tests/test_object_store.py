@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import one_error_line, run_cli, tar_hashes
+from conftest import one_error_line, rotate_byte_ranges, run_cli, tar_hashes
 from s3_server import aws_env, read_only_user, s3_server
 
 pytest.importorskip("s3fs")
@@ -255,10 +255,7 @@ def test_gallery_of_a_run_on_s3(s3, local_run_dir, tmp_path):
 def test_gallery_on_s3_with_a_wrong_index_and_an_old_one(s3, local_run_dir, tmp_path):
     """A shard whose index ranges point at its neighbours' bytes: its samples are problems, the rest shown;
     a shard whose index has no ranges (collage < 0.5.1) is walked through a buffered file and shown."""
-    wrong = pq.read_table(local_run_dir / "drag-000001.parquet")
-    offsets = wrong.column("tar_offset").to_pylist()
-    wrong = wrong.set_column(wrong.column_names.index("tar_offset"), "tar_offset",
-                             pa.array(offsets[1:] + offsets[:1], pa.int64()))
+    wrong = rotate_byte_ranges(local_run_dir / "drag-000001.parquet")
     old = pq.read_table(local_run_dir / "drag-000002.parquet").drop_columns(["tar_offset", "tar_length"])
     url = upload(s3, local_run_dir, "gallery-index", {"drag-000001.parquet": parquet_bytes(wrong),
                                                        "drag-000002.parquet": parquet_bytes(old)})

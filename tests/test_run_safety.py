@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, cli_env, one_error_line, run_cli, tar_hashes
+from conftest import REPO, cli_env, one_error_line, rotate_byte_ranges, run_cli, tar_hashes
 
 GEN = ["generate", "--task", "drag", "--size", "128", "--shard-size", "40", "--no-progress"]
 
@@ -202,13 +202,9 @@ def _add_symlink_member(tar_path: Path) -> None:
 
 def _shift_ranges(parquet: Path) -> None:
     """An index whose byte ranges point one sample on (the gallery would read another sample's bytes)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(parquet)
-    offsets = table.column("tar_offset").to_pylist()
-    pq.write_table(table.set_column(table.column_names.index("tar_offset"), "tar_offset",
-                                    pa.array(offsets[1:] + offsets[:1], pa.int64())), parquet)
+    pq.write_table(rotate_byte_ranges(parquet), parquet)
 
 
 DAMAGES = {

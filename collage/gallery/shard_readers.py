@@ -178,10 +178,15 @@ class WalkedShard:
     def has_json(self, key: str) -> bool:
         return "json" in self.members.get(key, {})
 
-    def _open(self) -> None:
+    def _open(self, walk: bool = True) -> None:
+        """Open the tar: walked and checked whole (`walk`), or only opened again for a second look, whose
+        member headers from the first walk locate the bytes."""
         self._file = self.path.open("rb", block_size=REMOTE_BLOCK) if self.remote else None
         try:
-            self.tar = open_shard(self.path, self._file)
+            if walk:
+                self.tar = open_shard(self.path, self._file)
+            else:
+                self.tar = tarfile.open(fileobj=self._file, mode="r:") if self._file else tarfile.open(self.path, "r:")
         except BaseException:
             self.close()
             raise
@@ -215,10 +220,8 @@ class WalkedShard:
         first walk's member headers locate the bytes again."""
         if self.tar is None:
             try:
-                self._file = self.path.open("rb", block_size=REMOTE_BLOCK) if self.remote else None
-                self.tar = tarfile.open(fileobj=self._file, mode="r:") if self._file else tarfile.open(self.path, "r:")
+                self._open(walk=False)
             except READ_ERRORS as exc:
-                self.close()
                 problems.append(Problem("shard", self.path, f"unreadable on a second look ({why(exc)})"))
                 return []
         out = []
